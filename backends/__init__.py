@@ -1,0 +1,1 @@
+"""vecface backends, one module per store (imported as ``vecface.backends``)."""

@@ -1,0 +1,277 @@
+"""The VectorStore interface every backend implements.
+
+Public methods validate and convert (names, dimension, dtype, finite values, k, filters), then
+call a private ``_method`` that only talks to the backend. Searches always use the collection's
+own metric, so a query can never be scored with a different distance than its index.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import CollectionMismatch, InvalidArgument, UnknownCollection, UnsupportedIndex
+from .types import (
+    Exact,
+    Hit,
+    IndexSpec,
+    Metric,
+    QueryParams,
+    Record,
+    as_matrix,
+    clean_metadata,
+    normalise_filter,
+    parse_index,
+    validate_ids,
+    validate_k,
+    validate_name,
+)
+
+DEFAULT_BATCH = 1000
+
+
+class VectorStore(abc.ABC):
+    """One collection in one backend: ``name``, ``dim``, ``metric``.
+
+    Open an existing collection with ``dim=None``; create one by giving ``dim`` (and ``metric``).
+    Opening an existing collection with a different dim or metric raises CollectionMismatch.
+    """
+
+    backend: ClassVar[str] = "?"
+    supported_indexes: ClassVar[tuple[str, ...]] = ("exact",)
+
+    def __init__(self, collection: str, dim: int | None = None, metric: Metric | str | None = None,
+                 *, create: bool = True):
+        self.name = validate_name(collection)
+        want_metric = Metric.parse(metric) if metric is not None else None
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+            raise InvalidArgument(f"dim must be a positive integer, got {dim!r}")
+        self._closed = False
+        self._query = QueryParams()
+        self._connect()
+        try:
+            existing = self._describe()
+            if existing is None:
+                if not create:
+                    raise UnknownCollection(f"{self.backend} has no collection {self.name!r}")
+                if dim is None:
+                    raise UnknownCollection(
+                        f"{self.backend} has no collection {self.name!r}; give a dimension to create it")
+                self.dim, self.metric, self._index = dim, want_metric or Metric.COSINE, Exact()
+                self._create()
+            else:
+                self.dim, self.metric, self._index = existing
+                if dim is not None and dim != self.dim:
+                    raise CollectionMismatch(
+                        f"collection {self.name!r} has dimension {self.dim}, not {dim}")
+                if want_metric is not None and want_metric is not self.metric:
+                    raise CollectionMismatch(
+                        f"collection {self.name!r} uses metric {self.metric.label}, not {want_metric.label}")
+        except BaseException:
+            self._disconnect()
+            raise
+
+    @classmethod
+    def probe(cls, **options: Any) -> str:
+        """Check the backend can be used here; return a one-line description (versions).
+        Raise BackendUnavailable / MissingDependency saying what to install or start."""
+        return "available"
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def index(self) -> IndexSpec:
+        return self._index
+
+    @property
+    def query_params(self) -> QueryParams:
+        return self._query
+
+    def upsert(self, records: Iterable[Record | Mapping[str, Any]], *, batch_size: int = DEFAULT_BATCH) -> int:
+        """Insert or replace records, committed per batch. Returns the number written."""
+        self._check_open()
+        n = 0
+        for chunk in _chunks(records, batch_size):
+            ids, vecs, metas = [], [], []
+            for rec in chunk:
+                if isinstance(rec, Mapping):
+                    rec = Record(rec["id"], rec["vector"], dict(rec.get("metadata") or {}))
+                if not isinstance(rec, Record):
+                    raise InvalidArgument(f"expected a Record, got {type(rec).__name__}")
+                ids.append(rec.id)
+                vecs.append(rec.vector)
+                metas.append(rec.metadata)
+            n += self.upsert_arrays(ids, np.asarray(vecs) if vecs else np.zeros((0, self.dim)), metas,
+                                    batch_size=batch_size)
+        return n
+
+    def upsert_arrays(self, ids: Sequence[str], vectors: Any, metadata: Sequence[Mapping[str, Any]] | None = None,
+                      *, batch_size: int = DEFAULT_BATCH) -> int:
+        """Columnar upsert: ``ids`` (n), ``vectors`` (n, dim), optional ``metadata`` (n)."""
+        self._check_open()
+        ids = validate_ids(ids)
+        if len(ids) == 0:
+            return 0
+        mat = as_matrix(vectors, self.dim, self.metric)
+        if mat.shape[0] != len(ids):
+            raise InvalidArgument(f"{len(ids)} ids but {mat.shape[0]} vectors")
+        metas = [clean_metadata(m) for m in metadata] if metadata is not None else [{} for _ in ids]
+        if len(metas) != len(ids):
+            raise InvalidArgument(f"{len(ids)} ids but {len(metas)} metadata entries")
+        # the same id twice in one call: the last one wins, as if upserted in order
+        last = {i: pos for pos, i in enumerate(ids)}
+        if len(last) != len(ids):
+            keep = sorted(last.values())
+            ids = [ids[p] for p in keep]
+            mat = mat[keep]
+            metas = [metas[p] for p in keep]
+        written = 0
+        for start in range(0, len(ids), max(1, batch_size)):
+            stop = start + max(1, batch_size)
+            self._upsert(ids[start:stop], mat[start:stop], metas[start:stop])
+            written += len(ids[start:stop])
+        return written
+
+    def get(self, ids: Sequence[str] | str) -> list[Record]:
+        """Records for the ids that exist, in the order asked; missing ids are left out."""
+        self._check_open()
+        ids = validate_ids(ids)
+        if not ids:
+            return []
+        found = {r.id: r for r in self._get(ids)}
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def delete(self, ids: Sequence[str] | str) -> int:
+        """Delete by id. Returns how many existed and were deleted."""
+        self._check_open()
+        ids = list(dict.fromkeys(validate_ids(ids)))
+        return self._delete(ids) if ids else 0
+
+    def count(self) -> int:
+        self._check_open()
+        return self._count()
+
+    def search(self, vector: Any, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[Hit]:
+        """The k nearest records to ``vector`` (closest first), optionally filtered on metadata."""
+        vec = np.asarray(vector, dtype=np.float32) if not isinstance(vector, np.ndarray) else vector
+        if vec.ndim != 1:
+            raise InvalidArgument(f"search takes one vector; use search_many for shape {vec.shape}")
+        return self.search_many(vec[None, :], k, filter)[0]
+
+    def search_many(self, vectors: Any, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[list[Hit]]:
+        self._check_open()
+        k = validate_k(k)
+        mat = as_matrix(vectors, self.dim, self.metric, what="query vector")
+        flt = normalise_filter(filter)
+        if mat.shape[0] == 0:
+            return []
+        return self._search(mat, k, flt)
+
+    def build_index(self, spec: IndexSpec | str) -> None:
+        """Build (or replace) the collection's index over the rows it holds now.
+        Rows added later are indexed as they arrive. ``Exact()`` drops any index."""
+        self._check_open()
+        spec = parse_index(spec)
+        if spec.kind not in self.supported_indexes:
+            raise UnsupportedIndex(
+                f"the {self.backend} backend has no {spec.kind} index; it supports: "
+                + ", ".join(self.supported_indexes))
+        self._build_index(spec)
+        self._index = spec
+
+    def set_query_params(self, ef_search: int | None = None, probes: int | None = None) -> None:
+        """Query-time knobs for the index already built: HNSW ``ef_search``, IVFFlat ``probes``.
+        Never rebuilds the index."""
+        self._check_open()
+        self._query = QueryParams(ef_search=ef_search, probes=probes)
+        self._apply_query_params()
+
+    def index_size_bytes(self) -> int | None:
+        """Size of the vector index on disk or in memory, where the backend tells it."""
+        self._check_open()
+        return self._index_size()
+
+    def drop(self) -> None:
+        """Delete the collection and everything in it. The store is closed afterwards."""
+        self._check_open()
+        try:
+            self._drop()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._disconnect()
+
+    def __enter__(self) -> "VectorStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"dim={self.dim}, metric={self.metric.label}, index={self._index}"
+        return f"<{type(self).__name__} {self.name!r} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgument(f"the store for {self.name!r} is closed")
+
+    def _hit(self, id_: str, distance: float, metadata: dict[str, Any]) -> Hit:
+        distance = float(distance)
+        return Hit(id_, distance, self.metric.similarity(distance), metadata)
+
+    # ------------------------------------------------------------------ backend hooks
+    @abc.abstractmethod
+    def _connect(self) -> None: ...
+
+    @abc.abstractmethod
+    def _disconnect(self) -> None: ...
+
+    @abc.abstractmethod
+    def _describe(self) -> tuple[int, Metric, IndexSpec] | None:
+        """(dim, metric, index) of the existing collection, or None if it does not exist."""
+
+    @abc.abstractmethod
+    def _create(self) -> None: ...
+
+    @abc.abstractmethod
+    def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def _get(self, ids: list[str]) -> list[Record]: ...
+
+    @abc.abstractmethod
+    def _delete(self, ids: list[str]) -> int: ...
+
+    @abc.abstractmethod
+    def _count(self) -> int: ...
+
+    @abc.abstractmethod
+    def _search(self, queries: np.ndarray, k: int, flt: dict[str, list[str]] | None) -> list[list[Hit]]: ...
+
+    @abc.abstractmethod
+    def _build_index(self, spec: IndexSpec) -> None: ...
+
+    def _apply_query_params(self) -> None:
+        """Backends that set knobs eagerly override this; others read ``self._query`` per search."""
+
+    def _index_size(self) -> int | None:
+        return None
+
+    @abc.abstractmethod
+    def _drop(self) -> None: ...
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    size = max(1, int(size))
+    buf: list[Any] = []
+    for item in items:
+        buf.append(item)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf

@@ -1,0 +1,311 @@
+"""Value types shared by every backend: metrics, records, hits, index specs, filters."""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from .errors import DimensionMismatch, InvalidArgument, InvalidFilter, InvalidName, NonFiniteVector
+
+
+class Metric(enum.Enum):
+    """A distance metric, with what each backend calls it.
+
+    ``distance`` is always "smaller is closer":
+    cosine: 1 - cos(a, b); l2: Euclidean distance (not squared); ip: -<a, b>.
+    ``similarity`` is cos(a, b) for cosine, <a, b> for ip, and None for l2.
+    """
+
+    COSINE = ("cosine", "<=>", "vector_cosine_ops", "cosine")
+    L2 = ("l2", "<->", "vector_l2_ops", "l2-squared")
+    IP = ("ip", "<#>", "vector_ip_ops", "dot")
+
+    def __init__(self, label: str, pg_operator: str, pg_opclass: str, weaviate_distance: str):
+        self.label = label
+        self.pg_operator = pg_operator
+        self.pg_opclass = pg_opclass
+        self.weaviate_distance = weaviate_distance
+
+    @property
+    def faiss_metric(self) -> int:
+        import faiss
+
+        # cosine is inner product over L2-normalised vectors
+        return faiss.METRIC_L2 if self is Metric.L2 else faiss.METRIC_INNER_PRODUCT
+
+    @property
+    def normalises(self) -> bool:
+        return self is Metric.COSINE
+
+    @classmethod
+    def parse(cls, value: "Metric | str") -> "Metric":
+        if isinstance(value, Metric):
+            return value
+        key = str(value).strip().lower()
+        aliases = {"cosine": cls.COSINE, "cos": cls.COSINE, "angular": cls.COSINE,
+                   "l2": cls.L2, "euclidean": cls.L2,
+                   "ip": cls.IP, "dot": cls.IP, "inner_product": cls.IP}
+        if key not in aliases:
+            raise InvalidArgument(f"unknown metric {value!r}; use one of cosine, l2, ip")
+        return aliases[key]
+
+    def similarity(self, distance: float) -> float | None:
+        if self is Metric.COSINE:
+            return 1.0 - distance
+        if self is Metric.IP:
+            return -distance
+        return None
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.label
+
+
+# ---------------------------------------------------------------- index specs (build time)
+
+@dataclass(frozen=True)
+class Exact:
+    """No index: an exact (brute force) scan."""
+
+    kind = "exact"
+
+
+@dataclass(frozen=True)
+class HNSW:
+    """HNSW graph. Query-time knob: ``ef_search`` (see :meth:`VectorStore.set_query_params`)."""
+
+    m: int = 16
+    ef_construction: int = 64
+    kind = "hnsw"
+
+    def __post_init__(self):
+        if self.m < 2 or self.ef_construction < 1:
+            raise InvalidArgument("HNSW needs m >= 2 and ef_construction >= 1")
+
+
+@dataclass(frozen=True)
+class IVFFlat:
+    """Inverted lists over k-means centroids. ``lists=None`` means rows/1000 (at least 1),
+    pgvector's rule for up to a million rows. Query-time knob: ``probes``."""
+
+    lists: int | None = None
+    kind = "ivfflat"
+
+    def __post_init__(self):
+        if self.lists is not None and self.lists < 1:
+            raise InvalidArgument("IVFFlat needs lists >= 1")
+
+    def resolve_lists(self, rows: int) -> int:
+        return self.lists if self.lists is not None else max(1, rows // 1000)
+
+
+IndexSpec = Union[Exact, HNSW, IVFFlat]
+
+
+def parse_index(text: str | IndexSpec) -> IndexSpec:
+    """'exact', 'hnsw', 'hnsw:m=32,ef_construction=128', 'ivfflat:lists=100'."""
+    if isinstance(text, (Exact, HNSW, IVFFlat)):
+        return text
+    name, _, rest = str(text).partition(":")
+    params: dict[str, int] = {}
+    for part in filter(None, rest.split(",")):
+        k, _, v = part.partition("=")
+        try:
+            params[k.strip()] = int(v)
+        except ValueError:
+            raise InvalidArgument(f"index parameter {part!r} is not key=integer") from None
+    name = name.strip().lower()
+    classes = {"exact": Exact, "flat": Exact, "hnsw": HNSW, "ivfflat": IVFFlat, "ivf": IVFFlat}
+    if name not in classes:
+        raise InvalidArgument(f"unknown index kind {name!r}; use exact, hnsw or ivfflat")
+    try:
+        return classes[name](**params)
+    except TypeError as e:
+        raise InvalidArgument(f"bad parameters for {name}: {e}") from None
+
+
+# ---------------------------------------------------------------- query params (query time)
+
+@dataclass(frozen=True)
+class QueryParams:
+    """Query-time settings: ``ef_search`` for HNSW, ``probes`` for IVFFlat. None = backend default."""
+
+    ef_search: int | None = None
+    probes: int | None = None
+
+    def __post_init__(self):
+        if self.ef_search is not None and self.ef_search < 1:
+            raise InvalidArgument("ef_search must be >= 1")
+        if self.probes is not None and self.probes < 1:
+            raise InvalidArgument("probes must be >= 1")
+
+
+DEFAULT_EF_SEARCH = 40
+DEFAULT_PROBES = 1
+
+
+# ---------------------------------------------------------------- records and hits
+
+@dataclass
+class Record:
+    """One stored item: a caller-chosen string id, a float32 vector, and JSON-able metadata.
+
+    Well-known metadata keys: ``path`` (the source file), ``tag`` (a label to filter on),
+    ``bbox`` ([top, right, bottom, left] of a face in the image). Anything else is kept as is.
+    """
+
+    id: str
+    vector: Any
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str | None:
+        return self.metadata.get("path")
+
+    @property
+    def tag(self) -> str | None:
+        return self.metadata.get("tag")
+
+    @property
+    def bbox(self) -> list[int] | None:
+        return self.metadata.get("bbox")
+
+
+@dataclass
+class Hit:
+    """One search result. ``distance``: smaller is closer (see :class:`Metric`)."""
+
+    id: str
+    distance: float
+    similarity: float | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str | None:
+        return self.metadata.get("path")
+
+    @property
+    def bbox(self) -> list[int] | None:
+        return self.metadata.get("bbox")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "distance": self.distance, "similarity": self.similarity,
+                "metadata": self.metadata}
+
+
+# ---------------------------------------------------------------- filters
+
+FILTER_FIELDS = ("tag", "path")
+FilterValue = Union[str, Sequence[str]]
+
+
+def normalise_filter(flt: Mapping[str, FilterValue] | None) -> dict[str, list[str]] | None:
+    """Validate a filter: ``{"tag": "person"}`` (equality) or ``{"tag": ["a", "b"]}`` (membership).
+
+    Several fields are combined with AND. Only the indexed metadata fields in FILTER_FIELDS
+    can be filtered on, by every backend alike.
+    """
+    if flt is None:
+        return None
+    if not isinstance(flt, Mapping):
+        raise InvalidFilter("a filter is a mapping such as {'tag': 'person'} or {'tag': ['a', 'b']}")
+    out: dict[str, list[str]] = {}
+    for key, value in flt.items():
+        if key not in FILTER_FIELDS:
+            raise InvalidFilter(f"cannot filter on {key!r}; filterable fields are {', '.join(FILTER_FIELDS)}")
+        values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple, set, frozenset)) else None
+        if values is None or not all(isinstance(v, str) for v in values):
+            raise InvalidFilter(f"filter value for {key!r} must be a string or a list of strings")
+        if not values:
+            raise InvalidFilter(f"filter on {key!r} has an empty list of values")
+        out[key] = sorted(set(values))
+    return out or None
+
+
+def matches_filter(metadata: Mapping[str, Any], flt: dict[str, list[str]] | None) -> bool:
+    if not flt:
+        return True
+    return all(metadata.get(k) in vals for k, vals in flt.items())
+
+
+# ---------------------------------------------------------------- validation helpers
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+
+def validate_name(name: str) -> str:
+    """Collection names: lowercase letter first, then lowercase letters, digits, underscores;
+    at most 48 characters. Safe as a SQL identifier, a Weaviate class and a directory name."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidName(
+            f"invalid collection name {name!r}: use 1-48 characters, a lowercase letter first, "
+            "then lowercase letters, digits or underscores"
+        )
+    return name
+
+
+def as_matrix(vectors: Any, dim: int, metric: Metric | None = None, what: str = "vector") -> np.ndarray:
+    """Convert to a C-contiguous float32 (n, dim) array; check dimension and finiteness.
+    For cosine, rows are L2-normalised (a zero vector has no direction and is rejected)."""
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"{what} is not numeric: {e}") from None
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidArgument(f"{what} must be 1-d or 2-d, got shape {arr.shape}")
+    if arr.shape[1] != dim:
+        raise DimensionMismatch(dim, arr.shape[1], what)
+    if not np.isfinite(arr).all():
+        bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise NonFiniteVector(f"{what} {bad} holds NaN or infinity")
+    if metric is Metric.COSINE:
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise InvalidArgument(f"{what} is all zeros; cosine distance is undefined for it")
+        arr = arr / norms
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def validate_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgument(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def validate_ids(ids: Sequence[str] | str) -> list[str]:
+    if isinstance(ids, str):
+        ids = [ids]
+    out = list(ids)
+    for i in out:
+        if not isinstance(i, str) or not i:
+            raise InvalidArgument(f"ids are non-empty strings, got {i!r}")
+    return out
+
+
+def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    import json
+
+    meta = dict(meta or {})
+    for key in ("path", "tag"):
+        if key in meta and meta[key] is not None and not isinstance(meta[key], str):
+            raise InvalidArgument(f"metadata {key!r} must be a string")
+    if meta.get("bbox") is not None:
+        bbox = meta["bbox"]
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            raise InvalidArgument("metadata 'bbox' must be 4 integers [top, right, bottom, left]")
+        meta["bbox"] = [int(v) for v in bbox]
+    try:
+        json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"metadata must be JSON-serialisable: {e}") from None
+    return meta
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
