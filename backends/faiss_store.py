@@ -3,7 +3,7 @@
 Layout of a collection directory::
 
     <root>/<collection>/records.sqlite   ids, metadata, vectors (the source of truth)
-    <root>/<collection>/index.faiss      the FAISS index (IndexIDMap2 over Flat / HNSWFlat / IVFFlat)
+    <root>/<collection>/index.faiss      the FAISS index (IndexIDMap2 over Flat / HNSWFlat, or IVFFlat)
     <root>/<collection>/index.json       which SQLite generation the index file matches
 
 String ids map to SQLite row ids (int64, never reused). Every write commits to SQLite in one
@@ -66,6 +66,10 @@ CREATE INDEX IF NOT EXISTS records_path ON records(path);
 """
 
 _COMPACT_FRACTION = 0.2
+# a filter that keeps at most this many rows is answered by an exact scan of those rows: graph and
+# inverted-list searches that skip most of what they visit return too few hits (Weaviate's
+# flatSearchCutoff works the same way)
+_FLAT_FILTER_CUTOFF = 20_000
 _IVF_TRAIN_PER_LIST = 256
 
 
@@ -213,7 +217,9 @@ class FaissStore(VectorStore):
                 raise InvalidArgument("an IVFFlat index is trained on the data: load rows before building it")
             lists = min(lists, rows)
             self._ivf_lists = lists
-            inner = faiss.IndexIVFFlat(faiss.IndexFlat(d, m), d, lists, m)
+            # IVF lists store the caller's ids natively (and remove them natively): no IDMap
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlat(d, m), d, lists, m)
+            return ivf
         else:
             inner = faiss.IndexFlat(d, m)
         return faiss.IndexIDMap2(inner)
@@ -247,7 +253,11 @@ class FaissStore(VectorStore):
 
     def _sample(self, n: int) -> np.ndarray:
         assert self._db is not None
-        rows = self._db.execute("SELECT vector FROM records ORDER BY random() LIMIT ?", (n,)).fetchall()
+        # a deterministic, evenly spread sample (every step-th row), so builds are reproducible
+        total = self._count()
+        step = max(1, total // max(1, n))
+        rows = self._db.execute("SELECT vector FROM (SELECT vector, row_number() OVER (ORDER BY rid) AS rn "
+                                "FROM records) WHERE (rn - 1) % ? = 0 LIMIT ?", (step, n)).fetchall()
         return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
 
     # ------------------------------------------------------------------ writes
@@ -350,10 +360,10 @@ class FaissStore(VectorStore):
             with self._lock:
                 rids = np.array([r[0] for r in self._db.execute(f"SELECT rid FROM records WHERE {where}", args)],
                                 dtype=np.int64)
-            return faiss.IDSelectorBatch(rids), len(rids)
+            return (faiss.IDSelectorBatch(rids), rids), len(rids)
         if self._tombstones:
             keep_out = faiss.IDSelectorBatch(np.array(sorted(self._tombstones), dtype=np.int64))
-            return faiss.IDSelectorNot(keep_out), None
+            return (faiss.IDSelectorNot(keep_out), keep_out), None
         return None, None
 
     def _params(self, sel: Any) -> Any:
@@ -373,15 +383,18 @@ class FaissStore(VectorStore):
 
     def _search(self, queries: np.ndarray, k: int, flt: dict[str, list[str]] | None) -> list[list[Hit]]:
         assert self._db is not None
-        sel, allowed = self._selector(flt)
+        keep, allowed = self._selector(flt)  # keep: the selector and what it refers to, alive
+        sel = keep[0] if keep else None
         if allowed == 0 or self._faiss.ntotal == 0:
             return [[] for _ in range(len(queries))]
-        params = self._params(sel)
-        if isinstance(self._index, HNSW) and params is not None:
-            # HNSW returns at most ef_search results; widen it so k results can come back
-            params.efSearch = max(params.efSearch, k)
-        keep = (sel, params)  # the selector must outlive the search call
-        dist, labels = self._faiss.search(queries, k, params=keep[1])
+        if allowed is not None and allowed <= _FLAT_FILTER_CUTOFF and not isinstance(self._index, Exact):
+            dist, labels = self._exact_subset(queries, k, keep[1])
+        else:
+            params = self._params(sel)
+            if isinstance(self._index, HNSW) and params is not None:
+                # HNSW returns at most ef_search results; widen it so k results can come back
+                params.efSearch = max(params.efSearch, k)
+            dist, labels = self._faiss.search(queries, k, params=params)
         if self.metric is Metric.L2:
             dist = np.sqrt(np.maximum(dist, 0))
         elif self.metric is Metric.COSINE:
@@ -405,6 +418,21 @@ class FaissStore(VectorStore):
                     hits.append(self._hit(id_, float(d), m))
             out.append(hits)
         return out
+
+    def _exact_subset(self, queries: np.ndarray, k: int, rids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scan over the rows ``rids``, in FAISS's raw score convention."""
+        assert self._db is not None
+        with self._lock:
+            vecs, found = [], []
+            for start in range(0, len(rids), 900):
+                chunk = [int(r) for r in rids[start:start + 900]]
+                q = f"SELECT rid, vector FROM records WHERE rid IN ({','.join('?' * len(chunk))})"
+                for rid, blob in self._db.execute(q, chunk):
+                    found.append(rid)
+                    vecs.append(np.frombuffer(blob, dtype=np.float32))
+        sub = faiss.IndexIDMap2(faiss.IndexFlat(self.dim, self.metric.faiss_metric))
+        sub.add_with_ids(np.vstack(vecs), np.array(found, dtype=np.int64))
+        return sub.search(queries, k)
 
     def _index_size(self) -> int | None:
         with self._lock:

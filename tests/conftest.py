@@ -1,0 +1,94 @@
+"""Shared fixtures: real backends, started once per test session in a temporary data directory.
+
+``store_factory`` is parametrised over every backend in BACKENDS; tests that take it run once per
+backend. Each backend has a session fixture ``<name>_options`` giving the keyword options that
+``vecface.open_store`` needs to reach the backend started for the tests.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vecface
+
+# the conformance suite runs against each of these
+BACKENDS = ["faiss", "pgvector"]
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def vecface_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("vecface-home")
+    old = os.environ.get("VECFACE_HOME")
+    os.environ["VECFACE_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("VECFACE_HOME", None)
+    else:
+        os.environ["VECFACE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def faiss_options(vecface_home) -> dict:
+    return {"path": str(vecface_home / "faiss")}
+
+
+@pytest.fixture(scope="session")
+def pgvector_options(vecface_home) -> dict:
+    """The embedded PostgreSQL, held open for the whole session (unless VECFACE_PG_DSN is set)."""
+    from vecface.backends import pg_server
+
+    if os.environ.get("VECFACE_PG_DSN"):
+        yield {}
+        return
+    pg_server.acquire(vecface_home)
+    yield {"data_dir": str(vecface_home)}
+    pg_server.release(vecface_home)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def backend_options(request, backend) -> dict:
+    return request.getfixturevalue(f"{backend}_options")
+
+
+@pytest.fixture
+def store_factory(backend, backend_options):
+    """``make(dim=8, metric='cosine', name=None)`` -> an open store with a fresh collection;
+    every store it made is dropped (or closed) after the test."""
+    made = []
+
+    def make(dim: int | None = 8, metric="cosine", name: str | None = None, create: bool = True):
+        name = f"t{os.getpid()}_{next(_counter)}" if name is None else name
+        store = vecface.open_store(backend, name, dim, metric, create=create, **backend_options)
+        made.append(store)
+        return store
+
+    make.backend = backend
+    make.options = backend_options
+    yield make
+    for s in made:
+        try:
+            if not s._closed:
+                s.drop()
+        except vecface.VecfaceError:
+            pass
+
+
+def clustered(n: int, dim: int, *, clusters: int = 20, spread: float = 0.35, seed: int = 0) -> np.ndarray:
+    """Unit vectors scattered around random centres: a small stand-in for embedding data."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    x = centres[rng.integers(0, clusters, n)] + spread * rng.normal(size=(n, dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
