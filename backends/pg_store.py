@@ -4,9 +4,10 @@ Table ``vecface_<name>``: ``id text primary key, embedding vector(d), tag text, 
 metadata jsonb``; a btree on ``tag`` for filters. A catalog table ``vecface_collections`` keeps
 each collection's dimension, metric and index.
 
-Writes: each batch is sent with ``COPY ... FORMAT BINARY`` into a temporary staging table, then
-merged with ``INSERT ... ON CONFLICT (id) DO UPDATE`` and committed, so a failed batch never
-touches what earlier batches stored. Indexes are built after the load with
+Writes: each batch is one transaction. A batch of new ids goes straight into the table with
+``COPY ... FORMAT BINARY``; a batch that holds an existing id is sent by binary COPY into a
+temporary staging table and merged with ``INSERT ... ON CONFLICT (id) DO UPDATE``. Either way a
+failed batch never touches what earlier batches stored. Indexes are built after the load with
 ``maintenance_work_mem`` and parallel maintenance workers set. Searches ``ORDER BY embedding
 <op> query`` with the operator of the collection's metric, which is exactly what its index
 serves; ``hnsw.ef_search`` / ``ivfflat.probes`` are set per query group, and filtered searches
@@ -67,6 +68,7 @@ class PgVectorStore(VectorStore):
         self._conn: psycopg.Connection | None = None
         self._lock = threading.RLock()
         self._applied: tuple[int | None, int | None] | None = None
+        self._direct_copy = True
         super().__init__(collection, dim, metric, create=create)
 
     # ------------------------------------------------------------------ connection
@@ -173,18 +175,33 @@ class PgVectorStore(VectorStore):
             "CREATE TEMP TABLE IF NOT EXISTS {s} (id text, embedding vector({d}), tag text, path text, "
             "metadata jsonb) ON COMMIT DELETE ROWS").format(s=self._stage, d=sql.Literal(self.dim)))
 
+    def _copy_rows(self, target: sql.Identifier, ids: list[str], vectors: np.ndarray,
+                   metadata: list[dict[str, Any]]) -> None:
+        with self._c().cursor().copy(sql.SQL(
+                "COPY {t} (id, embedding, tag, path, metadata) FROM STDIN WITH (FORMAT BINARY)"
+        ).format(t=target)) as cp:
+            cp.set_types(["text", "vector", "text", "text", "jsonb"])
+            for i, v, m in zip(ids, vectors, metadata):
+                cp.write_row((i, v, m.get("tag"), m.get("path"), Jsonb(m)))
+
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
+        """One batch, one transaction. New ids are COPYed straight into the table (the fast path);
+        if any id already exists, that attempt is rolled back to a savepoint and the batch goes
+        through the staging table and INSERT ... ON CONFLICT DO UPDATE instead. After one
+        conflict this store uses the staging path for the rest of its life."""
         c = self._c()
         with self._lock:
-            self._ensure_stage()
             try:
                 with c.transaction():
-                    with c.cursor().copy(sql.SQL(
-                            "COPY {s} (id, embedding, tag, path, metadata) FROM STDIN WITH (FORMAT BINARY)"
-                    ).format(s=self._stage)) as cp:
-                        cp.set_types(["text", "vector", "text", "text", "jsonb"])
-                        for i, v, m in zip(ids, vectors, metadata):
-                            cp.write_row((i, v, m.get("tag"), m.get("path"), Jsonb(m)))
+                    if self._direct_copy:
+                        try:
+                            with c.transaction():  # a savepoint
+                                self._copy_rows(self._table, ids, vectors, metadata)
+                            return
+                        except psycopg.errors.UniqueViolation:
+                            self._direct_copy = False
+                    self._ensure_stage()
+                    self._copy_rows(self._stage, ids, vectors, metadata)
                     c.execute(sql.SQL(
                         "INSERT INTO {t} (id, embedding, tag, path, metadata) "
                         "SELECT id, embedding, tag, path, metadata FROM {s} "
