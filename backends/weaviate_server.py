@@ -62,7 +62,7 @@ PINNED_VERSION = "1.38.13"
 GO_PACKAGE = "github.com/weaviate/weaviate/cmd/weaviate-server"
 BINARY_NAME = "weaviate-server"
 NODE_NAME = "vecface"
-READY_TIMEOUT_S = 180.0
+READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 
 _lock = threading.RLock()
@@ -326,18 +326,18 @@ def _server_env(data_path: Path, ports: dict[str, int]) -> dict[str, str]:
         "QUERY_MAXIMUM_RESULTS": "1000000",
         "GRPC_PORT": str(ports["grpc"]),
         "CLUSTER_HOSTNAME": NODE_NAME,
-        "CLUSTER_IN_LOCALHOST": "true",
         "CLUSTER_BIND_ADDR": "127.0.0.1",
         "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
         "CLUSTER_GOSSIP_BIND_PORT": str(ports["gossip"]),
         "CLUSTER_DATA_BIND_PORT": str(ports["data"]),
         "RAFT_PORT": str(ports["raft"]),
         "RAFT_INTERNAL_RPC_PORT": str(ports["raft_rpc"]),
-        "RAFT_JOIN": f"{NODE_NAME}:{ports['raft']}",
+        "RAFT_JOIN": f"{NODE_NAME}:{ports['raft_rpc']}",  # the port is ignored for the local node
         "RAFT_BOOTSTRAP_EXPECT": "1",
         "GO_PROFILING_DISABLE": "true",
         "PROMETHEUS_MONITORING_ENABLED": "false",
         "LOG_FORMAT": "text",
+        "LOG_LEVEL": "info",
     })
     return env
 
@@ -353,10 +353,15 @@ def _start(home: Path, binary: Path, version: str, *, detach: bool) -> tuple[Ser
     data_path = home / "data"
     data_path.mkdir(parents=True, exist_ok=True)
     log_path = home / "weaviate.log"
-    old = _read_state(home)
+    ports_file = home / "ports.json"  # the same ports again after a restart, where still free
+    try:
+        old_ports = json.loads(ports_file.read_text())
+    except (OSError, ValueError):
+        old_ports = None
     last_error = ""
     for attempt in range(3):
-        ports = _free_ports(old.ports if old and attempt == 0 else None)
+        ports = _free_ports(old_ports if attempt == 0 else None)
+        ports_file.write_text(json.dumps(ports))
         cmd = [str(binary), "--host", "127.0.0.1", "--port", str(ports["http"]), "--scheme", "http",
                "--read-timeout=600s", "--write-timeout=600s"]
         with open(log_path, "ab") as log:

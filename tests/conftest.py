@@ -17,7 +17,7 @@ import pytest
 import vecface
 
 # the conformance suite runs against each of these
-BACKENDS = ["faiss", "pgvector"]
+BACKENDS = ["faiss", "pgvector", "weaviate"]
 
 _counter = itertools.count()
 
@@ -50,6 +50,21 @@ def pgvector_options(vecface_home) -> dict:
     pg_server.acquire(vecface_home)
     yield {"data_dir": str(vecface_home)}
     pg_server.release(vecface_home)
+
+
+@pytest.fixture(scope="session")
+def weaviate_options(vecface_home) -> dict:
+    """The local Weaviate server, built if missing and held open for the whole session
+    (unless VECFACE_WEAVIATE_URL points at another server)."""
+    from vecface.backends import weaviate_server
+
+    if os.environ.get("VECFACE_WEAVIATE_URL"):
+        yield {}
+        return
+    weaviate_server.install()  # no-op when the pinned binary is cached; a real build otherwise
+    weaviate_server.acquire(vecface_home)
+    yield {"data_dir": str(vecface_home)}
+    weaviate_server.release(vecface_home)
 
 
 @pytest.fixture(params=BACKENDS)
