@@ -1,0 +1,223 @@
+"""Ingest: exact counts over good, duplicate and bad files, idempotent re-runs, changed files,
+and a run killed with SIGKILL then finished by a re-run. Real dlib face model, real backends."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vecface.embed import make_embedder
+from vecface.ingest import EXIT_SKIPPED, Manifest, ingest_folder, record_id
+
+skimage_data = pytest.importorskip("skimage.data")
+
+CLI = [sys.executable, "-m", "vecface.cli_search"]
+
+
+def astronaut(size: int = 320) -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut()).resize((size, size), Image.BICUBIC)
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb(w: int = 50_000, h: int = 50_000) -> bytes:
+    """A valid 1x1 PNG whose header claims w x h pixels (a few dozen bytes, 2.5 gigapixels)."""
+    raw = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    raw[16:24] = struct.pack(">II", w, h)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])) & 0xFFFFFFFF)
+    return bytes(raw)
+
+
+def build_folder(root: Path) -> dict:
+    """Good face photos in several formats and nested folders, a duplicate, and each bad kind.
+    Returns what ingest must report."""
+    face = astronaut()
+    jpg = encode(face, "JPEG", quality=90)
+    good = {
+        "astro.jpg": jpg,
+        "ASTRO_UPPER.JPG": encode(face.rotate(0), "JPEG", quality=80),
+        "nested/a/astro_small.png": encode(face.resize((280, 280)), "PNG"),
+        "nested/a/deeper/astro_flip.webp": encode(face.transpose(Image.FLIP_LEFT_RIGHT), "WEBP", quality=90),
+        "nested/b/astro.bmp": encode(face, "BMP"),
+        "nested/b/astro.gif": encode(face, "GIF"),
+        "nested/b/astro.tiff": encode(face, "TIFF"),
+        "dup/astro_copy.jpg": jpg,  # same bytes as astro.jpg at another path: its own records
+    }
+    png = encode(face, "PNG")
+    corrupt = bytearray(png)
+    mid = len(png) // 2
+    for i in range(mid, mid + 200):
+        corrupt[i] ^= 0x5A
+    bad = {
+        "bad/truncated.jpg": jpg[: len(jpg) // 2],
+        "bad/corrupt.png": bytes(corrupt),
+        "bad/zero.jpg": b"",
+        "bad/not_an_image.jpg": b"these are my holiday notes, not a photo\n" * 10,
+        "bad/bomb.png": png_bomb(),
+        "nested/cat_no_face.png": encode(Image.fromarray(skimage_data.chelsea()), "PNG"),
+    }
+    for rel, data in {**good, **bad}.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    (root / "nested" / "notes.txt").write_text("not scanned")
+    (root / "bad" / "dangling.jpg").symlink_to(root / "does-not-exist.jpg")  # unreadable
+    reasons = {"bad/truncated.jpg": "truncated", "bad/corrupt.png": "corrupt", "bad/zero.jpg": "empty",
+               "bad/not_an_image.jpg": "not an image", "bad/bomb.png": "decompression bomb",
+               "nested/cat_no_face.png": "no face", "bad/dangling.jpg": "unreadable"}
+    if os.geteuid() != 0:  # root reads anything; the dangling link covers "unreadable" there
+        p = root / "bad" / "locked.jpg"
+        p.write_bytes(jpg)
+        p.chmod(0)
+        reasons["bad/locked.jpg"] = "unreadable"
+    return {"good": sorted(str((root / r).absolute()) for r in good),
+            "skipped": {str((root / r).absolute()): why for r, why in reasons.items()}}
+
+
+@pytest.fixture(scope="module")
+def dlib_embedder():
+    return make_embedder("face-dlib")
+
+
+def check_skips(report, expected: dict) -> None:
+    got = {s.path: s.reason for s in report.skipped}
+    assert set(got) == set(expected["skipped"])
+    for path, why in expected["skipped"].items():
+        assert got[path].startswith(why), (path, got[path])
+
+
+def stored_ids(store, paths) -> set[str]:
+    return {h.id for p in paths for h in store.search(np.ones(store.dim), 50, {"path": p})}
+
+
+def test_ingest_counts_rerun_and_changes(store_factory, tmp_path, dlib_embedder):
+    root = tmp_path / "photos"
+    expected = build_folder(root)
+    store = store_factory(dim=128)
+    logs = tmp_path / "logs"
+    with Manifest(tmp_path / "manifest.sqlite") as manifest:
+        report = ingest_folder(store, root, dlib_embedder, tag="trip", batch_size=3, progress=False,
+                               manifest=manifest, log_dir=logs)
+        n_good = len(expected["good"])
+        assert report.files_seen == n_good + len(expected["skipped"])
+        assert report.files_stored == n_good and report.records_stored == n_good  # one face each
+        assert report.files_unchanged == 0 and report.records_deleted == 0
+        check_skips(report, expected)
+        assert report.exit_code == EXIT_SKIPPED
+        assert store.count() == n_good
+        log = Path(report.log_path).read_text()
+        for path in expected["skipped"]:
+            assert path in log
+        # every stored record: its path, its face box, the tag, and the stable id
+        for rec in store.get(stored_ids(store, expected["good"])):
+            assert rec.path in expected["good"] and rec.tag == "trip"
+            top, right, bottom, left = rec.bbox
+            assert 0 <= top < bottom <= 320 and 0 <= left < right <= 320
+            assert rec.id == record_id(rec.path, rec.metadata["sha256"], rec.bbox)
+        assert len(stored_ids(store, expected["good"])) == n_good
+
+        # second run: nothing new
+        again = ingest_folder(store, root, dlib_embedder, tag="trip", batch_size=3, progress=False,
+                              manifest=manifest, log_dir=logs)
+        assert again.files_stored == 0 and again.records_stored == 0 and again.records_deleted == 0
+        assert again.files_unchanged == n_good
+        check_skips(again, expected)
+        assert store.count() == n_good
+
+        # a changed file replaces its old records; a good file turned bad loses them
+        changed = str((root / "nested/a/deeper/astro_flip.webp").absolute())
+        old_ids = {h.id for h in store.search(np.ones(128), 5, {"path": changed})}
+        Path(changed).write_bytes(encode(astronaut(300), "WEBP", quality=70))
+        broken = str((root / "nested/b/astro.bmp").absolute())
+        Path(broken).write_bytes(b"BM" + b"\0" * 40)
+        third = ingest_folder(store, root, dlib_embedder, tag="trip", batch_size=3, progress=False,
+                              manifest=manifest, log_dir=logs)
+        assert third.files_stored == 1 and third.files_replaced == 1
+        assert third.records_deleted == 2  # the old version of the changed file, and the broken one
+        assert broken in {s.path for s in third.skipped}
+        assert store.count() == n_good - 1
+        assert store.get(list(old_ids)) == []
+        assert len({h.id for h in store.search(np.ones(128), 5, {"path": changed})}) == 1
+        assert store.search(np.ones(128), 5, {"path": broken}) == []
+        files = manifest.files(store.backend, store.name)
+        assert broken not in files and sum(len(s.ids) for s in files.values()) == n_good - 1
+
+
+def _cli_flags(store_factory) -> list[str]:
+    flags = {"path": "--faiss-path", "dsn": "--dsn", "url": "--url", "data_dir": "--data-dir"}
+    out = []
+    for key, value in store_factory.options.items():
+        out += [flags[key], str(value)]
+    return out
+
+
+def _files_done(manifest_path: Path, backend: str, collection: str) -> int:
+    if not manifest_path.exists():
+        return 0
+    con = sqlite3.connect(manifest_path, timeout=10)
+    try:
+        return con.execute("SELECT count(*) FROM files WHERE backend=? AND collection=?",
+                           (backend, collection)).fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun(store_factory, tmp_path, vecface_home):
+    root = tmp_path / "photos"
+    expected = build_folder(root)
+    store = store_factory(dim=128)
+    name, backend = store.name, store.backend
+    store.close()  # the CLI process owns the collection while it runs
+    cmd = CLI + ["ingest", str(root), "--backend", backend, "--collection", name, "--embedder", "face-dlib",
+                 "--batch-size", "1", "--no-progress", *_cli_flags(store_factory)]
+    env = {**os.environ, "VECFACE_INGEST_BATCH_DELAY": "0.4"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    manifest_path = Path(os.environ["VECFACE_HOME"]) / "ingest.sqlite"
+    deadline = time.monotonic() + 120
+    try:
+        while _files_done(manifest_path, backend, name) < 3:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the ingest made no progress"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    done_before = _files_done(manifest_path, backend, name)
+    assert 3 <= done_before < len(expected["good"])
+
+    rerun = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == EXIT_SKIPPED, rerun.stdout + rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert report["files_unchanged"] == done_before
+    assert report["files_stored"] == len(expected["good"]) - done_before
+    assert {s["path"] for s in report["skipped"]} == set(expected["skipped"])
+
+    fresh = store_factory(dim=None, name=name, create=False)  # dropped after the test
+    assert fresh.count() == len(expected["good"])
+    ids = stored_ids(fresh, expected["good"])
+    assert len(ids) == len(expected["good"])
+    with Manifest() as manifest:
+        files = manifest.files(backend, name)
+    assert sorted(files) == expected["good"]
+    assert {i for s in files.values() for i in s.ids} == ids

@@ -1,0 +1,447 @@
+"""Ingest a folder of photos into a collection: idempotent, resumable, and never stopped by a bad file.
+
+How it stays exact
+------------------
+* **Record ids** are ``sha256(absolute path, content sha256, bbox)`` (first 32 hex digits): the
+  same file with the same content always gives the same ids, from any working directory and
+  whichever folder above it was ingested. The absolute path (not the path relative to the ingest
+  root) is used so ingesting ``~/photos`` and later ``~/photos/2024`` does not store a file twice;
+  the price is that a moved folder is new data. Two copies of one photo at two paths are two
+  files, each with its own records.
+* **The manifest** is a small SQLite database in vecface's data directory (``ingest.sqlite``),
+  keyed by (backend, collection). It remembers the embedder a collection was built with (so
+  ``vecface search`` needs only ``--backend`` and ``--collection``) and, for each path, the content
+  hash, tag and record ids stored for it. The vector stores only search and fetch by id; they have
+  no cheap "list ids by path", so this is where ingest looks up what is already stored.
+* **Per batch** the records are upserted (committed by the store), then the old ids of files whose
+  content changed are deleted, and only then the manifest marks the batch's files done, in one
+  SQLite transaction. A crash (SIGKILL, Ctrl-C) therefore loses at most the batch in flight, and
+  re-running re-does it: upserts are idempotent by id, and the old ids are still in the manifest.
+* **On re-run** a file whose path, content hash and tag match the manifest is skipped without
+  decoding; a changed file is re-embedded and replaces its old records. Files that were skipped as
+  bad are not remembered and are tried again (and reported again) on every run.
+* If the store holds a different number of records than the manifest says (the collection was
+  dropped or re-created, or a run died between the store commit and the manifest write), the
+  manifest entries are checked against the store by id and the missing ones forgotten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import data_dir
+from .embed import Embedder, EmbedderSpec
+from .errors import ImageError, InvalidArgument
+from .images import content_hash, read_file, scan_images
+from .store import VectorStore
+
+MANIFEST_NAME = "ingest.sqlite"
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_SKIPPED = 3  # the run finished, but some files were skipped (listed in the log)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    backend TEXT NOT NULL, collection TEXT NOT NULL, embedder TEXT NOT NULL, dim INTEGER NOT NULL,
+    created TEXT NOT NULL, PRIMARY KEY (backend, collection));
+CREATE TABLE IF NOT EXISTS files (
+    backend TEXT NOT NULL, collection TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+    tag TEXT, ids TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (backend, collection, path));
+"""
+
+
+def record_id(path: str, sha256: str, bbox: Any = None) -> str:
+    """The stable id of one record: absolute path + content hash + bbox (None: the whole image)."""
+    box = "image" if bbox is None else ",".join(str(int(v)) for v in bbox)
+    return hashlib.sha256(f"{path}\n{sha256}\n{box}".encode()).hexdigest()[:32]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class FileState:
+    sha256: str
+    tag: str | None
+    ids: list[str]
+
+
+class Manifest:
+    """What ingest stored, per (backend, collection): the embedder and each path's hash and ids."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path else data_dir() / MANIFEST_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Manifest":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # collections
+    def embedder(self, backend: str, collection: str) -> tuple[EmbedderSpec, int] | None:
+        row = self._db.execute("SELECT embedder, dim FROM collections WHERE backend=? AND collection=?",
+                               (backend, collection)).fetchone()
+        return (EmbedderSpec.from_json(row[0]), int(row[1])) if row else None
+
+    def set_embedder(self, backend: str, collection: str, spec: EmbedderSpec, dim: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO collections (backend, collection, embedder, dim, created) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (backend, collection) DO UPDATE SET embedder=excluded.embedder, dim=excluded.dim",
+                (backend, collection, spec.to_json(), dim, _now()))
+
+    def forget_collection(self, backend: str, collection: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM files WHERE backend=? AND collection=?", (backend, collection))
+            self._db.execute("DELETE FROM collections WHERE backend=? AND collection=?", (backend, collection))
+            self._db.execute("COMMIT")
+
+    # files
+    def files(self, backend: str, collection: str) -> dict[str, FileState]:
+        rows = self._db.execute("SELECT path, sha256, tag, ids FROM files WHERE backend=? AND collection=?",
+                                (backend, collection))
+        return {p: FileState(h, t, json.loads(ids)) for p, h, t, ids in rows}
+
+    def record_count(self, backend: str, collection: str) -> int:
+        return sum(len(s.ids) for s in self.files(backend, collection).values())
+
+    def commit(self, backend: str, collection: str, done: dict[str, FileState], forget: list[str] = ()) -> None:
+        """Mark files done (after their records are committed to the store), in one transaction."""
+        now = _now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for p in forget:
+                    self._db.execute("DELETE FROM files WHERE backend=? AND collection=? AND path=?",
+                                     (backend, collection, p))
+                self._db.executemany(
+                    "INSERT INTO files (backend, collection, path, sha256, tag, ids, updated) VALUES (?,?,?,?,?,?,?) "
+                    "ON CONFLICT (backend, collection, path) DO UPDATE SET sha256=excluded.sha256, "
+                    "tag=excluded.tag, ids=excluded.ids, updated=excluded.updated",
+                    [(backend, collection, p, s.sha256, s.tag, json.dumps(s.ids), now) for p, s in done.items()])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+
+# ---------------------------------------------------------------- report
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    root: str
+    backend: str
+    collection: str
+    embedder: str
+    files_seen: int = 0
+    files_stored: int = 0      # new or changed files whose records were written this run
+    files_unchanged: int = 0   # already stored with the same content and tag
+    files_replaced: int = 0    # of files_stored: changed files whose old records were replaced
+    records_stored: int = 0
+    records_deleted: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    log_path: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SKIPPED if self.skipped else EXIT_OK
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.files_stored + len(self.skipped)
+        return done / self.seconds if self.seconds > 0 else 0.0
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.skipped:
+            key = s.reason.split(":")[0]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"root": self.root, "backend": self.backend, "collection": self.collection,
+                "embedder": self.embedder, "files_seen": self.files_seen, "files_stored": self.files_stored,
+                "files_unchanged": self.files_unchanged, "files_replaced": self.files_replaced,
+                "records_stored": self.records_stored, "records_deleted": self.records_deleted,
+                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+                "seconds": round(self.seconds, 3), "log_path": self.log_path}
+
+
+# ---------------------------------------------------------------- ingest
+
+@dataclass
+class _Loaded:
+    path: str
+    sha256: str | None = None
+    prepared: Any = None
+    size: tuple[int, int] | None = None
+    skip: str | None = None
+    unchanged: bool = False
+
+
+def check_embedder(manifest: Manifest, store: VectorStore, embedder: Embedder) -> None:
+    """Record the collection's embedder at first ingest; refuse a different one later."""
+    spec = embedder.spec()
+    known = manifest.embedder(store.backend, store.name)
+    if known is not None and known[0].identity() != spec.identity():
+        was = known[0]
+        raise InvalidArgument(
+            f"collection {store.name!r} was ingested with --embedder {was.kind}"
+            + (f" --model {was.model}" if was.model else "")
+            + f"; this run asks for {spec.kind}" + (f" --model {spec.model}" if spec.model else "")
+            + ": use another --collection for another embedder")
+    if embedder.dim != store.dim:
+        raise InvalidArgument(f"collection {store.name!r} holds {store.dim}-d vectors but the {embedder.kind} "
+                              f"embedder makes {embedder.dim}-d ones")
+    manifest.set_embedder(store.backend, store.name, spec, embedder.dim)
+
+
+def _reconcile(manifest: Manifest, store: VectorStore, known: dict[str, FileState]) -> dict[str, FileState]:
+    """Drop manifest entries whose records are not all in the store (see the module docstring)."""
+    expected = sum(len(s.ids) for s in known.values())
+    if store.count() == expected:
+        return known
+    paths = list(known)
+    missing: list[str] = []
+    for start in range(0, len(paths), 500):
+        chunk = paths[start:start + 500]
+        ids = [i for p in chunk for i in known[p].ids]
+        present = {r.id for r in store.get(ids)} if ids else set()
+        missing.extend(p for p in chunk if not set(known[p].ids) <= present)
+    if missing:
+        manifest.commit(store.backend, store.name, {}, forget=missing)
+        for p in missing:
+            known.pop(p)
+    return known
+
+
+def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Embedder, *,
+                  tag: str | None = None, batch_size: int = 32, progress: bool = True, workers: int = 2,
+                  manifest: Manifest | None = None, log_dir: str | os.PathLike[str] | None = None,
+                  max_pixels: int | None = None, console: Any = None,
+                  on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
+    """Embed every image under ``root`` into ``store`` (see the module docstring for the guarantees).
+
+    Returns an :class:`IngestReport`; skipped files are listed in it and in a log file
+    (``<data dir>/logs/ingest-<collection>-<time>.log``). Raises only for errors that stop the
+    whole run (the store failing, a wrong embedder for the collection).
+    """
+    if batch_size < 1:
+        raise InvalidArgument("batch_size must be >= 1")
+    if tag is not None and not isinstance(tag, str):
+        raise InvalidArgument("tag must be a string")
+    own_manifest = manifest is None
+    manifest = manifest or Manifest()
+    t0 = time.perf_counter()
+    delay = float(os.environ.get("VECFACE_INGEST_BATCH_DELAY", "0") or 0)  # test hook: slow a run down
+    try:
+        check_embedder(manifest, store, embedder)
+        files = scan_images(root)
+        report = IngestReport(str(Path(root).expanduser().absolute()), store.backend, store.name, embedder.name,
+                              files_seen=len(files))
+        known = _reconcile(manifest, store, manifest.files(store.backend, store.name))
+
+        def load(path: Path) -> _Loaded:
+            p = str(path)
+            try:
+                data = read_file(path)
+                sha = content_hash(data)
+                state = known.get(p)
+                if state is not None and state.sha256 == sha and state.tag == tag:
+                    return _Loaded(p, sha, unchanged=True)
+                prepared = embedder.prepare(data, max_pixels=max_pixels)
+                return _Loaded(p, sha, prepared, size=_size_of(prepared))
+            except ImageError as e:
+                return _Loaded(p, skip=str(e))
+            except Exception as e:  # a file must never stop the run
+                return _Loaded(p, skip=f"failed: {type(e).__name__}: {e}")
+
+        bar = _Progress(progress, len(files), console)
+        batch: list[_Loaded] = []
+        stale: list[str] = []  # changed files that turned bad: their old records go
+
+        def flush() -> None:
+            nonlocal batch, stale
+            if batch or stale:
+                _store_batch(store, manifest, embedder, batch, stale, known, tag, report)
+                bar.advance(len(batch))
+                if on_batch is not None:
+                    on_batch(report)
+                if delay:
+                    time.sleep(delay)
+            batch, stale = [], []
+
+        with bar, ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vecface-ingest") as pool:
+            window = max(2 * batch_size, 2 * workers)
+            pending: deque = deque()
+            it = iter(files)
+            for path in it:
+                pending.append(pool.submit(load, path))
+                if len(pending) >= window:
+                    break
+            while pending:
+                item: _Loaded = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(load, nxt))
+                if item.unchanged:
+                    report.files_unchanged += 1
+                    bar.advance(1)
+                elif item.skip is not None:
+                    report.skipped.append(Skipped(item.path, item.skip))
+                    if item.path in known:
+                        stale.append(item.path)
+                    bar.advance(1)
+                else:
+                    batch.append(item)
+                if len(batch) >= batch_size:
+                    flush()
+            flush()
+        report.seconds = time.perf_counter() - t0
+        report.log_path = _write_log(report, log_dir)
+        return report
+    finally:
+        if own_manifest:
+            manifest.close()
+
+
+def _size_of(prepared: Any) -> tuple[int, int] | None:
+    """The original (width, height) where the prepared form keeps it (face images do)."""
+    from .faces import FaceImage
+
+    return tuple(prepared.size) if isinstance(prepared, FaceImage) else None
+
+
+def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, batch: list[_Loaded],
+                 stale: list[str], known: dict[str, FileState], tag: str | None, report: IngestReport) -> None:
+    results = embedder.extract([it.prepared for it in batch]) if batch else []
+    ids: list[str] = []
+    vectors: list[np.ndarray] = []
+    metas: list[dict[str, Any]] = []
+    done: dict[str, FileState] = {}
+    forget = list(stale)
+    for it, items in zip(batch, results):
+        if not items:
+            report.skipped.append(Skipped(it.path, "no face found" if embedder.per_face else "nothing to embed"))
+            if it.path in known:
+                forget.append(it.path)
+            continue
+        file_ids = []
+        for n, item in enumerate(items, 1):
+            rid = record_id(it.path, it.sha256, item.bbox)
+            meta: dict[str, Any] = {"path": it.path, "sha256": it.sha256, "embedder": embedder.kind}
+            if tag is not None:
+                meta["tag"] = tag
+            if item.bbox is not None:
+                meta["bbox"] = list(item.bbox)
+                meta["face"] = n
+            if item.score is not None:
+                meta["score"] = round(float(item.score), 4)
+            if it.size:
+                meta["width"], meta["height"] = it.size
+            ids.append(rid)
+            vectors.append(item.vector)
+            metas.append(meta)
+            file_ids.append(rid)
+        done[it.path] = FileState(it.sha256, tag, file_ids)
+    if ids:
+        store.upsert_arrays(ids, np.stack(vectors), metas, batch_size=max(len(ids), 1))
+    old: list[str] = []
+    for p in list(done) + forget:
+        if p in known:
+            keep = set(done[p].ids) if p in done else set()
+            old.extend(i for i in known[p].ids if i not in keep)
+            if p in done:
+                report.files_replaced += 1
+    if old:
+        report.records_deleted += store.delete(old)
+    manifest.commit(store.backend, store.name, done, forget=forget)
+    for p in forget:
+        known.pop(p, None)
+    known.update(done)
+    report.files_stored += len(done)
+    report.records_stored += len(ids)
+
+
+def _write_log(report: IngestReport, log_dir: str | os.PathLike[str] | None) -> str:
+    folder = Path(log_dir) if log_dir else data_dir() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"ingest-{report.collection}-{stamp}.log"
+    lines = [f"# vecface ingest {report.root} -> {report.backend}/{report.collection} ({report.embedder})",
+             f"# files {report.files_seen}, stored {report.files_stored}, unchanged {report.files_unchanged}, "
+             f"skipped {len(report.skipped)}, records stored {report.records_stored}, "
+             f"deleted {report.records_deleted}, {report.seconds:.1f} s"]
+    lines += [f"SKIPPED\t{s.path}\t{s.reason}" for s in report.skipped]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+class _Progress:
+    """A rich progress bar with images/s, or nothing."""
+
+    def __init__(self, enabled: bool, total: int, console: Any = None):
+        self.enabled = enabled
+        self.total = total
+        self.console = console
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.text import Text
+
+            class Rate(ProgressColumn):
+                def render(self, task):  # type: ignore[override]
+                    speed = task.finished_speed or task.speed
+                    return Text(f"{speed:6.1f} images/s" if speed else "   ... images/s", style="cyan")
+
+            self._progress = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), Rate(),
+                                      TimeElapsedColumn(), TimeRemainingColumn(),
+                                      console=self.console or Console(stderr=True), transient=False)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("ingest", total=self.total)
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None and n:
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
