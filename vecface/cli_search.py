@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from .errors import VecfaceError
+from .errors import InvalidArgument, VecfaceError
 
 EMBEDDER_HELP = "clip (whole image, CLIP), face-clip (CLIP on each face crop) or face-dlib (dlib 128-d face descriptor)"
 
@@ -104,6 +104,15 @@ def register(app: typer.Typer) -> None:
                     spec = EmbedderSpec(embedder, model, {})
                     if known and known[0].kind == embedder and model is None:
                         spec = known[0]
+                asked = model or spec.model
+                if asked and Path(asked).expanduser().is_dir():
+                    asked = str(Path(asked).expanduser().resolve())
+                if known and known[0].identity() != EmbedderSpec(spec.kind, asked).identity():
+                    was = known[0]
+                    raise InvalidArgument(
+                        f"collection {collection!r} was ingested with --embedder {was.kind}"
+                        + (f" --model {was.model}" if was.model else "")
+                        + "; use another --collection for another embedder or model")
                 emb = make_embedder(spec, model=model, device=device, **det)
                 with open_store(backend, collection, emb.dim, "cosine", **opts) as store:
                     report = ingest_folder(store, path, emb, tag=tag, batch_size=batch_size, workers=workers,

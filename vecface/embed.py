@@ -282,7 +282,10 @@ class CLIPEmbedder(Embedder):
     supports_text = True
 
     def __init__(self, model: str = DEFAULT_CLIP_MODEL, device: str | None = None):
-        self.model_name = model
+        model = str(model)
+        local = Path(model).expanduser()
+        # a directory is remembered by its absolute path, so later runs from elsewhere find it
+        self.model_name = str(local.resolve()) if local.is_dir() else model
         self.model = load_sentence_transformer(model, device)
         self.device = str(self.model.device)
         self.image_size = _image_size(self.model)
@@ -399,10 +402,10 @@ def build_random_clip(out_dir: str | os.PathLike[str], arch: str = "tiny", seed:
         model.save_pretrained(hf)
         from sentence_transformers import SentenceTransformer
 
-        try:
-            from sentence_transformers.models import CLIPModel as STCLIPModel
-        except ImportError:  # pragma: no cover - very new sentence-transformers
+        try:  # sentence-transformers >= 5.4
             from sentence_transformers.sentence_transformer.modules import CLIPModel as STCLIPModel
+        except ImportError:  # pragma: no cover - older sentence-transformers
+            from sentence_transformers.models import CLIPModel as STCLIPModel
         quiet = logging.getLogger("sentence_transformers")
         level = quiet.level
         quiet.setLevel(logging.ERROR)

@@ -17,8 +17,10 @@ How it stays exact
   content changed are deleted, and only then the manifest marks the batch's files done, in one
   SQLite transaction. A crash (SIGKILL, Ctrl-C) therefore loses at most the batch in flight, and
   re-running re-does it: upserts are idempotent by id, and the old ids are still in the manifest.
-* **On re-run** a file whose path, content hash and tag match the manifest is skipped without
-  decoding; a changed file is re-embedded and replaces its old records. Files that were skipped as
+* **On re-run** a file whose path and content hash match the manifest is skipped without
+  decoding (unless ``--tag`` gives it a different tag: then it is stored again with the new tag;
+  without ``--tag`` files keep the tag they have); a changed file is re-embedded and replaces its
+  old records. Files that were skipped as
   bad are not remembered and are tried again (and reported again) on every run.
 * If the store holds a different number of records than the manifest says (the collection was
   dropped or re-created, or a run died between the store commit and the manifest write), the
@@ -279,7 +281,7 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                 data = read_file(path)
                 sha = content_hash(data)
                 state = known.get(p)
-                if state is not None and state.sha256 == sha and state.tag == tag:
+                if state is not None and state.sha256 == sha and (tag is None or state.tag == tag):
                     return _Loaded(p, sha, unchanged=True)
                 prepared = embedder.prepare(data, max_pixels=max_pixels)
                 return _Loaded(p, sha, prepared, size=_size_of(prepared))
@@ -359,11 +361,13 @@ def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, bat
                 forget.append(it.path)
             continue
         file_ids = []
+        # no --tag given: a changed file keeps the tag it had
+        file_tag = tag if tag is not None else (known[it.path].tag if it.path in known else None)
         for n, item in enumerate(items, 1):
             rid = record_id(it.path, it.sha256, item.bbox)
             meta: dict[str, Any] = {"path": it.path, "sha256": it.sha256, "embedder": embedder.kind}
-            if tag is not None:
-                meta["tag"] = tag
+            if file_tag is not None:
+                meta["tag"] = file_tag
             if item.bbox is not None:
                 meta["bbox"] = list(item.bbox)
                 meta["face"] = n
@@ -375,7 +379,7 @@ def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, bat
             vectors.append(item.vector)
             metas.append(meta)
             file_ids.append(rid)
-        done[it.path] = FileState(it.sha256, tag, file_ids)
+        done[it.path] = FileState(it.sha256, file_tag, file_ids)
     if ids:
         store.upsert_arrays(ids, np.stack(vectors), metas, batch_size=max(len(ids), 1))
     old: list[str] = []

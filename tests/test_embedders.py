@@ -1,0 +1,135 @@
+"""Embedders: a tiny CLIP built here (random weights, a tiny tokenizer) saved as a
+sentence-transformers directory and loaded through vecface's real loading path; image decoding."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vecface.embed import CLIPEmbedder, EmbedderSpec, build_random_clip, load_sentence_transformer, make_embedder
+from vecface.errors import ImageError, InvalidArgument, ModelUnavailable, VecfaceError
+from vecface.images import decode_image, scan_images
+from vecface.ingest import Manifest, ingest_folder
+from vecface.search import search_id, search_image, search_text
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> str:
+    return str(build_random_clip(tmp_path_factory.mktemp("models") / "tiny-clip", "tiny"))
+
+
+def photos() -> dict[str, Image.Image]:
+    return {"astronaut": Image.fromarray(skimage_data.astronaut()),
+            "cat": Image.fromarray(skimage_data.chelsea()),
+            "coffee": Image.fromarray(skimage_data.coffee()),
+            "rocket": Image.fromarray(skimage_data.rocket())}
+
+
+def test_tiny_clip_dims_and_unit_norm(tiny_clip):
+    emb = make_embedder("clip", model=tiny_clip, device="cpu")
+    assert isinstance(emb, CLIPEmbedder) and emb.dim == 16 and emb.image_size == 32
+    # loaded once per process: a second embedder reuses the model
+    assert make_embedder("clip", model=tiny_clip, device="cpu").model is emb.model
+    imgs = list(photos().values())
+    gray = imgs[0].convert("L")
+    rgba = imgs[1].convert("RGBA")
+    palette = imgs[2].convert("P")
+    cmyk = Image.open(io.BytesIO(_encode(imgs[3].convert("CMYK"), "JPEG")))
+    inputs = imgs + [gray, rgba, palette, cmyk, skimage_data.camera(), _encode(imgs[0], "PNG")]
+    vecs = emb.embed_images(inputs, batch_size=3)
+    assert vecs.shape == (len(inputs), 16) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    # batching and the thread pool do not change the vectors
+    one_by_one = np.concatenate([emb.embed_images([x], batch_size=1) for x in inputs[:4]])
+    np.testing.assert_allclose(one_by_one, vecs[:4], atol=1e-5)
+    texts = emb.embed_texts(["old man with glasses", "a cat", "a rocket on the launch pad"])
+    assert texts.shape == (3, 16) and texts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(InvalidArgument):
+        emb.embed_texts([""])
+
+
+def test_missing_weights_say_how_to_provide_them(tmp_path):
+    with pytest.raises(ModelUnavailable) as e:
+        load_sentence_transformer("clip-ViT-does-not-exist", device="cpu")
+    msg = str(e.value)
+    assert "\n" not in msg and "--model" in msg and "sentence-transformers/clip-ViT-does-not-exist" in msg
+    with pytest.raises(ModelUnavailable, match="no model directory"):
+        make_embedder("clip", model=str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelUnavailable, match="could not be loaded"):
+        make_embedder("clip", model=str(tmp_path / "empty"))
+
+
+def test_face_dlib_has_no_text_tower():
+    emb = make_embedder("face-dlib")
+    with pytest.raises(InvalidArgument, match="no text tower"):
+        emb.embed_texts(["old man with glasses"])
+    with pytest.raises(InvalidArgument):
+        EmbedderSpec("resnet")
+
+
+def test_decode_applies_exif_orientation_and_rgb():
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    out = decode_image(_encode(img, "JPEG", exif=exif.tobytes()))
+    assert out.size == (20, 40) and out.mode == "RGB"
+    two = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert decode_image(_encode(two, "PNG")).getpixel((0, 0)) == (255, 255, 255)  # transparent -> white
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    r, g, b = decode_image(buf.getvalue()).getpixel((4, 4))
+    assert r > 200 and b < 50  # the first frame
+    with pytest.raises(ImageError, match="decompression bomb"):
+        decode_image(_encode(Image.new("L", (200, 200)), "PNG"), max_pixels=10_000)
+
+
+def test_scan_is_recursive_and_case_insensitive(tmp_path):
+    for rel in ("a.JPG", "b/c.jpeg", "b/d/e.Png", "b/f.webp", "g.BMP", "h.gif", "i.tif", "j.TIFF",
+                "notes.txt", ".hidden/k.jpg"):
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    names = [p.name for p in scan_images(tmp_path)]
+    assert sorted(names) == sorted(["a.JPG", "c.jpeg", "e.Png", "f.webp", "g.BMP", "h.gif", "i.tif", "j.TIFF"])
+
+
+def test_clip_text_and_image_search_each_backend(store_factory, tiny_clip, tmp_path):
+    root = tmp_path / "photos"
+    for name, img in photos().items():
+        (root / name).mkdir(parents=True)
+        img.save(root / name / f"{name}.jpg", quality=95)
+    emb = make_embedder("clip", model=tiny_clip, device="cpu")
+    store = store_factory(dim=emb.dim)
+    with Manifest(tmp_path / "m.sqlite") as manifest:
+        report = ingest_folder(store, root, emb, tag="demo", batch_size=2, progress=False, manifest=manifest,
+                               log_dir=tmp_path)
+        assert report.records_stored == 4 and not report.skipped and report.exit_code == 0
+        assert manifest.embedder(store.backend, store.name)[0].kind == "clip"
+    result = search_text(store, emb, "old man with glasses", k=4, tag="demo")
+    assert len(result.hits) == 4
+    assert {h.path for h in result.hits} == {str((root / n / f"{n}.jpg").absolute()) for n in photos()}
+    sims = [h.similarity for h in result.hits]
+    assert sims == sorted(sims, reverse=True) and all(-1.0001 <= s <= 1.0001 for s in sims)
+    assert all(h.bbox is None for h in result.hits)  # whole-image records
+    # the stored image itself is the top hit of an image query
+    top = search_image(store, emb, root / "cat" / "cat.jpg", k=1).hits[0]
+    assert top.path.endswith("cat.jpg") and top.distance < 1e-4
+    # search by a stored id: no embedding, the record itself left out
+    by_id = search_id(store, top.id, k=3)
+    assert by_id.embed_seconds == 0 and len(by_id.hits) == 3 and top.id not in {h.id for h in by_id.hits}
+    with pytest.raises(VecfaceError, match="no record"):
+        search_id(store, "nope", k=3)
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
