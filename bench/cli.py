@@ -1,0 +1,126 @@
+"""``vecface bench`` and ``vecface report``: register(app) adds them to the main command line.
+
+``bench_app`` is a sub-app whose callback runs the benchmark when no subcommand is given, so other
+modules can add subcommands to it (``bench_app.command("embed")(fn)``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(width=None if Console().is_terminal else 150)
+
+bench_app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    help="Benchmark the vector stores on one dataset and write a report (run with no subcommand).",
+)
+
+_KINDS = r"(?:exact|flat|hnsw|ivfflat|ivf)\b"
+
+
+def split_indexes(text: str) -> list[str]:
+    """'hnsw,ivfflat:lists=100,exact' -> ['hnsw', 'ivfflat:lists=100', 'exact'] (commas inside one
+    spec's parameters, as in 'hnsw:m=32,ef_construction=128', stay with it)."""
+    return [p.strip() for p in re.split(r",(?=\s*" + _KINDS + ")", text) if p.strip()]
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} is a comma-separated list of integers, got {text!r}") from None
+    if not vals or any(v < 1 for v in vals):
+        raise typer.BadParameter(f"{what} needs positive integers")
+    return vals
+
+
+def summary_table(results: dict) -> Table:
+    from .report import SUMMARY_HEAD, summary_rows
+
+    ds = results.get("dataset", {})
+    t = Table(title=f"vecface bench: {ds.get('name')} {ds.get('n', 0):,} x {ds.get('dim')}, "
+                    f"k={results.get('params', {}).get('k')}")
+    for h in SUMMARY_HEAD:
+        t.add_column(h, justify="left" if h == "backend/index" else "right")
+    for row in summary_rows([results]):
+        t.add_row(*(escape(c) for c in row))
+    return t
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends (default: every available one)."),
+    index: str = typer.Option("hnsw,ivfflat,exact", "--index", help="Index kinds, e.g. 'hnsw,ivfflat,exact' or 'hnsw:m=32,ef_construction=128'."),
+    dataset: str = typer.Option("synthetic", "--dataset", help="synthetic[:rank=..,spread=..], a .npy/.fvecs/.hdf5 file, or images:DIR."),
+    n: Optional[int] = typer.Option(None, "--n", help="Base vectors (synthetic default 100,000; 10,000 with --quick; files: all)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Dimension of synthetic data (default 512)."),
+    queries: Optional[int] = typer.Option(None, "--queries", help="Queries per sweep point (default 1000; exact search uses at most --exact-queries)."),
+    exact_queries: int = typer.Option(100, "--exact-queries", help="Queries for exact (brute-force) search, which is slow."),
+    k: int = typer.Option(10, "--k", help="Neighbours per query (recall@k)."),
+    concurrency: str = typer.Option("1,2,4,8", "--concurrency", help="Concurrent clients for the throughput runs."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds per throughput measurement (default 2)."),
+    out: Path = typer.Option(Path("vecface-report"), "--out", help="Report directory."),
+    quick: bool = typer.Option(False, "--quick", help="A small, fast run (10k vectors, fewer sweep points)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
+    batch_size: int = typer.Option(5000, "--batch-size", help="Rows per bulk upsert batch."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="vecface data directory (default: $VECFACE_HOME)."),
+) -> None:
+    """Run the benchmark: every available backend x HNSW, IVFFlat and exact on the synthetic dataset by default."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .report import write_report
+    from .runner import BenchConfig, Progress, run_benchmark
+
+    cfg = BenchConfig(
+        backends=[b.strip() for b in backends.split(",") if b.strip()] if backends else None,
+        indexes=split_indexes(index), dataset=dataset, n=n, dim=dim,
+        queries=queries or 1000, exact_queries=exact_queries, k=k,
+        concurrency=_ints(concurrency, "--concurrency"), duration=duration if duration is not None else 2.0,
+        out=str(out), quick=quick, seed=seed, batch_size=batch_size,
+        backend_options={"pgvector": {"data_dir": data_dir, "dsn": os.environ.get("VECFACE_PG_DSN")},
+                         "weaviate": {"data_dir": data_dir, "url": os.environ.get("VECFACE_WEAVIATE_URL")},
+                         "faiss": {"path": str(Path(data_dir) / "faiss") if data_dir else None}},
+    )
+    t = time.perf_counter()
+    with Progress(console=Console(stderr=True)) as p:
+        results = run_benchmark(cfg, p)
+    files = write_report(results, out)
+    console.print(summary_table(results))
+    for s in results.get("skipped", []):
+        console.print(f"[yellow]not measured[/] {escape(s['backend'])}"
+                      f"{'/' + escape(s['index']) if s.get('index') else ''}: {escape(s['reason'])}")
+    console.print(f"wall time {time.perf_counter() - t:.0f} s. Report: {files['html']} (also {files['markdown'].name}, "
+                  f"{files['results'].name}, plots/ in {out})")
+
+
+def report_cmd(
+    results: List[Path] = typer.Argument(..., help="results.json files (several are merged into one comparison)."),
+    out: Path = typer.Option(Path("vecface-report"), "--out", help="Report directory."),
+) -> None:
+    """Re-render a report from results.json (merging several runs into one comparison)."""
+    from .report import load_results, render
+
+    for r in results:
+        if not r.exists():
+            raise typer.BadParameter(f"{r} does not exist")
+    loaded = load_results(results)
+    files = render(loaded, out)
+    console.print(f"Report: {files['html']} (and {files['markdown'].name}, plots/) from {len(loaded)} run(s).")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``bench`` (with its subcommands) and ``report`` to the main ``vecface`` app."""
+    app.add_typer(bench_app, name="bench")
+    app.command("report")(report_cmd)
