@@ -50,10 +50,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from vecface.config import data_dir as vecface_data_dir
 from vecface.errors import BackendUnavailable
@@ -432,25 +432,39 @@ def acquire(data_dir: str | os.PathLike[str] | None = None, *, version: str = PI
     home = home_for(data_dir)
     with _lock:
         handle = _servers.get(home)
-        if handle is not None and handle.proc is not None and handle.proc.poll() is not None:
-            handle = None  # it died; start a new one below
-        if handle is None:
-            info = _attachable(home)
-            proc = None
-            if info is None:
-                binary = find_binary(version)
-                if binary is None:
-                    raise BackendUnavailable(
-                        f"the Weaviate {version} server is not installed (looked for {binary_path(version)}); "
-                        f"build it with: vecface weaviate install\n{NO_SERVER_HELP}")
-                home.mkdir(parents=True, exist_ok=True)
-                info, proc = _start(home, binary, version, detach=detach)
-                if detach:
-                    proc = None  # not ours to stop
-            handle = _Handle(info, proc)
-            _servers[home] = handle
+        dead = handle is not None and handle.proc is not None and handle.proc.poll() is not None
+        if handle is None or dead:
+            home.mkdir(parents=True, exist_ok=True)
+            with _interprocess_lock(home):  # one server per data directory, whoever starts it
+                info = _attachable(home)
+                proc = None
+                if info is None:
+                    binary = find_binary(version)
+                    if binary is None:
+                        raise BackendUnavailable(
+                            f"the Weaviate {version} server is not installed (looked for {binary_path(version)}); "
+                            f"build it with: vecface weaviate install\n{NO_SERVER_HELP}")
+                    info, proc = _start(home, binary, version, detach=detach)
+                    if detach:
+                        proc = None  # not ours to stop
+            new = _Handle(info, proc)
+            if dead:  # it died under us: the handles still out there now refer to the new one
+                new.refs = handle.refs
+            handle = _servers[home] = new
         handle.refs += 1
         return handle.info
+
+
+@contextmanager
+def _interprocess_lock(home: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(home / "start.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def release(data_dir: str | os.PathLike[str] | None = None) -> None:

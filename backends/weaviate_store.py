@@ -157,6 +157,7 @@ class WeaviateStore(VectorStore):
     def probe(cls, url: str | None = None, grpc_port: int | None = None, api_key: str | None = None,
               data_dir: Any = None, **_: Any) -> str:
         url, grpc_port, api_key = _resolve(url, grpc_port, api_key)
+        was_running = url is None and weaviate_server.running(data_dir) is not None
         client = cls._open_client(url, grpc_port, api_key, data_dir)
         try:
             with _errors("meta request"):
@@ -168,7 +169,7 @@ class WeaviateStore(VectorStore):
             if url is None:
                 weaviate_server.release(data_dir)
         if url is None:
-            return f"Weaviate {version} (embedded server, started on demand; {weaviate_server.binary_path()})"
+            return f"Weaviate {version} (local server, {'running' if was_running else 'started on demand'})"
         return f"Weaviate {version} ({redact(url)}, gRPC port {grpc_port or DEFAULT_GRPC_PORT})"
 
     def server_versions(self) -> dict[str, str]:
