@@ -364,3 +364,59 @@ def test_thumbnail_of_changed_file_is_refused(clip_client, clip):
     chelsea = upload(clip_client, (clip["root"] / "animals" / "chelsea.png").read_bytes(), k=1).json()["hits"][0]
     t = clip_client.get(chelsea["thumb"])
     assert t.status_code == 200 and Image.open(io.BytesIO(t.content)).size == (320, 213)
+
+
+# ---------------------------------------------------------------- the command
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command(faces, vecface_home):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "vecface.cli_serve", "serve", "--backend", "faiss", "--collection", faces["name"],
+           "--port", str(port), "--data-dir", str(vecface_home)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "vecface serve did not answer"
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["collection"] == faces["name"] and r.json()["count"] == 3
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.status_code == 200 and "vecface" in page.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f"http://127.0.0.1:{port}/" in out and "face-dlib" in out
+    assert proc.returncode == 0, out
+
+
+def test_serve_unknown_collection_exits_1(vecface_home):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "vecface.cli_serve", "serve", "--collection", "not_ingested",
+                        "--data-dir", str(vecface_home), "--port", str(_free_port())],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "not_ingested" in r.stderr and "vecface ingest" in r.stderr, r.stderr

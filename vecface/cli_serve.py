@@ -67,3 +67,19 @@ def register(app: typer.Typer) -> None:
         err.print(f"vecface: {backend}/{collection} ({svc.embedder.name}) on http://{shown}:{port}/ "
                   f"(API docs: http://{shown}:{port}/docs); Ctrl-C stops", highlight=False)
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+def main() -> None:
+    """``python -m vecface.cli_serve serve ...``: this command on its own."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+    @app.callback()
+    def _group() -> None:
+        """vecface web search page."""
+
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()

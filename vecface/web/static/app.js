@@ -133,7 +133,7 @@ function renderResults(data, what) {
     img.loading = "lazy";
     img.src = h.thumb;
     boxed.appendChild(img);
-    if (h.bbox && h.image_size) addBox(boxed, h.bbox, h.image_size, h.face ? "face " + h.face : "", "");
+    if (h.bbox && h.image_size) addBox(boxed, h.bbox, h.image_size, "", "");
     card.appendChild(boxed);
 
     const sim = h.similarity === null || h.similarity === undefined ? null : h.similarity;
@@ -161,14 +161,15 @@ function renderResults(data, what) {
     file.title = h.file || h.id;
     card.appendChild(file);
     const meta = document.createElement("div");
-    meta.className = "meta";
+    meta.className = "meta foot";
     const tag = document.createElement("span");
-    tag.textContent = h.tag ? "tag " + h.tag : "";
+    tag.textContent = [h.face ? "face " + h.face : "", h.tag ? "tag " + h.tag : ""].filter(Boolean).join(" · ");
     meta.appendChild(tag);
     const more = document.createElement("button");
     more.type = "button";
     more.className = "more";
-    more.textContent = "more like this";
+    more.textContent = "similar";
+    more.title = "more like this: search with this record";
     more.addEventListener("click", () => searchId(h.id, h.file));
     meta.appendChild(more);
     card.appendChild(meta);

@@ -1,0 +1,160 @@
+"""End to end in headless Chromium: ``vecface serve``'s app under uvicorn on 127.0.0.1, driven with
+Selenium through Debian's chromium + chromium-driver (no driver download). Uploads a photo through
+the file input, waits for the results grid, checks the top hit, saves a screenshot; then picks a
+face in a two-face photo.
+
+Skipped only when /usr/bin/chromium is absent (``apt-get install -y chromium chromium-driver``).
+Set ``VECFACE_WEB_SCREENSHOT=docs/screenshot.png`` to also write the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_web import build_face_collection, encode, pair_image, query_face
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="headless browser test needs /usr/bin/chromium: "
+                       "apt-get install -y chromium chromium-driver"),
+]
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1200,780", "--hide-scrollbars"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, faiss_options, vecface_home):
+    """The web app for a face-dlib collection, under uvicorn in a thread on a free local port."""
+    import uvicorn
+
+    from vecface.web.app import create_app
+
+    info = build_face_collection(tmp_path_factory.mktemp("browser-faces"), "faces",
+                                 faiss_options["path"])
+    app = create_app("faiss", info["name"], store_options=faiss_options)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}/", **info}
+    srv.should_exit = True
+    thread.join(15)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    assert CHROMEDRIVER.exists(), "chromium is installed but chromedriver is not: apt-get install -y chromium-driver"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    opts = Options()
+    opts.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # the driver path is given, so Selenium Manager (which would download a driver) is never run
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_state(driver, *states: str, timeout: float = 90) -> str:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        lambda d: d.find_element("css selector", "body").get_attribute("data-state") in states,
+        message=f"page never reached state {states}")
+    state = driver.find_element("css selector", "body").get_attribute("data-state")
+    if state == "error":
+        pytest.fail("the page shows an error: " + driver.find_element("id", "error").text)
+    return state
+
+
+def images_loaded(driver) -> bool:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+
+
+def page_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def test_upload_shows_expected_top_result(server, browser, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    query = tmp_path / "query.jpg"
+    query.write_bytes(query_face())
+    browser.get(server["url"])
+    wait_state(browser, "ready")
+    info = browser.find_element("id", "info").text
+    assert "face-dlib" in info and f"{server['count']} records" in info
+    assert not browser.find_element("id", "text-form").is_displayed()  # no text search for face-dlib
+    assert browser.find_element("id", "text-off").is_displayed()
+
+    browser.find_element("id", "k").clear()
+    browser.find_element("id", "k").send_keys("6")
+    browser.find_element("id", "file").send_keys(str(query))
+    wait_state(browser, "done")
+    hits = browser.find_elements("css selector", "#results .hit")
+    assert len(hits) == 3
+    assert hits[0].find_element("css selector", ".file").text == "astronaut.png"
+    assert "similarity 0.9" in hits[0].find_element("css selector", ".sim").text
+    assert hits[0].find_elements("css selector", ".face-box")  # the face box drawn on the thumbnail
+    status = browser.find_element("id", "status").text
+    assert "3 results" in status and "embed" in status and "search" in status and "ms" in status
+    assert browser.find_elements("css selector", "#preview-box .face-box.chosen")  # the query face
+    WebDriverWait(browser, 30).until(images_loaded, message="thumbnails did not load")
+
+    browser.execute_script("document.activeElement.blur()")
+    shot = tmp_path / "search.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    target = os.environ.get("VECFACE_WEB_SCREENSHOT")
+    if target:
+        shutil.copyfile(shot, target)
+    assert page_errors(browser) == []  # no CSP violations, no failed requests, no JS errors
+
+
+def test_pick_a_face_in_a_group_photo(server, browser, tmp_path):
+    group = tmp_path / "pair.png"
+    group.write_bytes(encode(pair_image()))
+    browser.get(server["url"])
+    wait_state(browser, "ready")
+    browser.find_element("id", "file").send_keys(str(group))
+    assert wait_state(browser, "choose") == "choose"
+    assert "2 faces found" in browser.find_element("id", "status").text
+    buttons = browser.find_elements("css selector", "#faces button.face-pick")
+    assert [b.text for b in buttons] == ["face 1", "face 2"]
+    assert len(browser.find_elements("css selector", "#preview-box .face-box.pick")) == 2
+    buttons[1].click()
+    wait_state(browser, "done")
+    assert browser.find_element("css selector", "#faces button.active").text == "face 2"
+    top = browser.find_elements("css selector", "#results .hit")[0]
+    assert top.find_element("css selector", ".file").text == "pair.png"
+    assert top.find_elements("css selector", ".face-box")
+    assert "face 2" in top.find_element("css selector", ".foot").text
+    assert browser.save_screenshot(str(tmp_path / "pick-face.png"))
+    # the "pick a face" answer is a 422 by design (a client that ignores it gets no silent hits)
+    assert [e for e in page_errors(browser) if "/api/search/image" not in e or "422" not in e] == []
