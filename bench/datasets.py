@@ -33,8 +33,9 @@ They have many identities, a low intrinsic dimension and noise. ``Synthetic`` dr
   ``rest`` (39%), for the filtered-search case;
 - queries: fresh draws from the same identities (held out: never in the base set).
 
-Rows are generated in fixed blocks of 10,000, each from its own seeded generator, so any prefix and
-any chunking give identical vectors, and generation streams.
+Rows are generated in fixed blocks of 10,000, each from its own seeded generator, so any chunking
+gives identical vectors (and, for a fixed ``identities``, a smaller n is a prefix of a larger one),
+and generation streams.
 
 Tuning (the issue asks for FAISS HNSW(M=16, ef_construction=64, ef_search=40) recall@10 between
 0.85 and 0.97 at 100k x 512, roughly what CLIP data gives). Measured on this machine with
@@ -152,8 +153,9 @@ class Synthetic(Dataset):
     def _block(self, b: int) -> tuple[np.ndarray, list[str]]:
         rng = np.random.default_rng([self.seed, 1, b])
         m = min(BLOCK, self.n - b * BLOCK)
-        x = self._draw(rng, m)
-        tags = rng.choice(len(TAGS), size=m, p=TAG_P)
+        # always draw a whole block, so the rows do not depend on n (a smaller n is a prefix)
+        x = self._draw(rng, BLOCK)[:m]
+        tags = rng.choice(len(TAGS), size=BLOCK, p=TAG_P)[:m]
         return x, [TAGS[t] for t in tags]
 
     def chunks(self, size: int = BLOCK, limit: int | None = None):

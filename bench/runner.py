@@ -56,11 +56,11 @@ class BenchConfig:
     dataset: str = "synthetic"
     n: int | None = None
     dim: int | None = None
-    queries: int = 1000
+    queries: int = 500
     exact_queries: int = 100
     k: int = 10
     concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    duration: float = 2.0
+    duration: float = 1.0
     warmup: int = 50
     filter_queries: int = 200
     batch_size: int = 5000
@@ -73,6 +73,7 @@ class BenchConfig:
     collection: str = "vfbench"
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[int]] | None = None  # kind -> values, overriding the defaults
+    keep_answers: bool = False  # store every returned id/distance in the results (for tests)
 
     def resolved(self) -> "BenchConfig":
         if self.quick:
@@ -170,7 +171,8 @@ def software_versions() -> dict[str, Any]:
     except ImportError:
         v["faiss"] = None
     for pkg in ("psycopg", "pgvector", "weaviate-client", "h5py", "matplotlib"):
-        v[pkg] = _pkg_version(pkg)
+        # "pgvector" alone names the server extension (provenance.servers); this is the Python adapter
+        v[pkg + "-python" if pkg == "pgvector" else pkg] = _pkg_version(pkg)
     return v
 
 
@@ -443,6 +445,8 @@ class Runner:
                              "queries": len(qs), "latency_ms": metrics.percentiles_ms(lat),
                              "serial_qps": len(qs) / sum(lat) if sum(lat) > 0 else None,
                              "throughput": []}
+                    if cfg.keep_answers:
+                        point["answers"] = {"ids": ids, "distances": dists}
                     for c in cfg.concurrency:
                         for h in {id(h): h for h in handles[:c]}.values():
                             self._set(h, param, v)
@@ -486,6 +490,8 @@ class Runner:
                     "queries": len(qs), "recall": metrics.recall_by_id(ids, fi[: len(qs)], cfg.k),
                     "recall_tolerant": metrics.recall_tolerant(dists, fd[: len(qs)], cfg.k),
                     "latency_ms": metrics.percentiles_ms(lat)})
+                if cfg.keep_answers:
+                    run["filtered"][-1]["answers"] = {"ids": ids, "distances": dists}
 
     # -- baselines
     def _baseline(self, backend: str, store, ds: Dataset, load: dict[str, Any], opts) -> dict[str, Any]:

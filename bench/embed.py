@@ -1,0 +1,219 @@
+"""``vecface bench embed``: embedding throughput (images/s) by batch size.
+
+Measures, on the same in-memory JPEG photos:
+
+* CLIP ViT-B/32 (``clip-ViT-B-32``) through vecface's CLIPEmbedder: with the real weights when they
+  are in the Hugging Face cache (or ``--model DIR``), otherwise with random weights of exactly the
+  same architecture built locally, labelled so (speed does not depend on the weight values).
+* the dlib face pipeline (HOG detection, 5-point alignment, ResNet descriptor), ``face-dlib``.
+
+Each is run one image at a time in a plain loop (decode, embed, next), then batched with decoding
+in a thread pool alongside inference, for batch sizes 1, 8, 16, 32, 64. Every image counts decode,
+EXIF/RGB conversion, resizing and inference; nothing is read from disk (the files are in memory),
+so the figures are the embedder's, not the disk's.
+
+Use from the bench CLI with ``register_embed(bench_app)``, or call :func:`run_embed_bench`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import typer
+
+DEFAULT_BATCHES = (1, 8, 16, 32, 64)
+
+
+@dataclass
+class EmbedBenchRow:
+    pipeline: str  # "clip" or "face-dlib"
+    model: str  # what ran, e.g. "clip-ViT-B-32 (real weights)"
+    mode: str  # "loop" (one image at a time) or "batched"
+    batch_size: int
+    images: int
+    seconds: float
+    images_per_s: float
+    speedup: float | None = None  # against the loop of the same pipeline
+
+
+def bench_images(n: int, size: int = 512, faces: bool = False) -> list[bytes]:
+    """``n`` JPEG files in memory: skimage's photos (or, with ``faces``, the astronaut portrait)
+    at ``size`` px on the long side, each slightly different so no cache can help."""
+    from PIL import Image, ImageEnhance
+    from skimage import data
+
+    names = ["astronaut"] if faces else ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry"]
+    bases = []
+    for name in names:
+        try:
+            img = Image.fromarray(getattr(data, name)()).convert("RGB")
+        except Exception:  # a data file missing from this skimage install
+            continue
+        img.thumbnail((size, size))
+        bases.append(img)
+    out = []
+    for i in range(n):
+        img = bases[i % len(bases)]
+        if i >= len(bases):
+            img = ImageEnhance.Brightness(img).enhance(0.85 + 0.3 * ((i * 37) % 100) / 100)
+            if i % 2:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def _time(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[int], *,
+             prepare: Callable[[Any], Any], infer: Callable[[list[Any]], Any], workers: int,
+             progress: Callable[[str], None]) -> list[EmbedBenchRow]:
+    from vecface.embed import pipelined
+
+    n = len(images)
+    infer([prepare(x) for x in images[:2]])  # warm up (first call allocates, loads kernels)
+    rows: list[EmbedBenchRow] = []
+
+    def loop() -> None:
+        for x in images:
+            infer([prepare(x)])
+
+    progress(f"{pipeline}: one image at a time")
+    secs = _time(loop)
+    base = n / secs
+    rows.append(EmbedBenchRow(pipeline, model, "loop", 1, n, secs, base, 1.0))
+    for b in batches:
+        progress(f"{pipeline}: batch {b}")
+
+        def batched() -> None:
+            for batch in pipelined(images, prepare, b, workers):
+                infer(batch)
+
+        secs = _time(batched)
+        rows.append(EmbedBenchRow(pipeline, model, "batched", b, n, secs, n / secs, (n / secs) / base))
+    return rows
+
+
+def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BATCHES, *,
+                    model: str = "clip-ViT-B-32", device: str | None = None, workers: int = 2,
+                    clip: bool = True, dlib: bool = True, image_size: int = 512,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the embedding throughput benchmark; returns {"rows": [...], "environment": {...}}."""
+    progress = progress or (lambda msg: None)
+    rows: list[EmbedBenchRow] = []
+    env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
+                           "images": n_images, "image_size": image_size, "workers": workers,
+                           "batch_sizes": list(batch_sizes)}
+    if clip:
+        import torch
+
+        from vecface.embed import CLIPEmbedder, build_random_clip
+        from vecface.errors import ModelUnavailable
+
+        env.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+        tmp = None
+        try:
+            try:
+                emb = CLIPEmbedder(model, device=device)
+                label = f"{model} (real weights)"
+            except ModelUnavailable:
+                if model != "clip-ViT-B-32":
+                    raise
+                progress("clip-ViT-B-32 weights not here: building the same architecture with random weights")
+                tmp = tempfile.TemporaryDirectory(prefix="vecface-vitb32-")
+                path = build_random_clip(Path(tmp.name) / "clip-ViT-B-32-random", "ViT-B-32")
+                emb = CLIPEmbedder(str(path), device=device)
+                label = "ViT-B/32 architecture, random weights (real weights not present)"
+            env["clip_device"] = emb.device
+            env["clip_dim"] = emb.dim
+            rows += _measure("clip", label, bench_images(n_images, image_size), batch_sizes,
+                             prepare=emb.prepare, infer=emb.embed_prepared, workers=workers, progress=progress)
+        finally:
+            if tmp is not None:
+                from vecface.embed import clear_model_cache
+
+                clear_model_cache()
+                tmp.cleanup()
+    if dlib:
+        import dlib as _dlib
+
+        from vecface.embed import make_embedder
+
+        env["dlib"] = _dlib.__version__
+        emb = make_embedder("face-dlib")
+        rows += _measure("face-dlib", "dlib HOG (upsample 1) + 5-point + ResNet-128",
+                         bench_images(n_images, image_size, faces=True), batch_sizes,
+                         prepare=emb.prepare, infer=emb.extract, workers=workers, progress=progress)
+    return {"rows": [asdict(r) for r in rows], "environment": env}
+
+
+def results_table(result: dict[str, Any]):
+    from rich.table import Table
+
+    env = result["environment"]
+    models = dict.fromkeys((r["pipeline"], r["model"]) for r in result["rows"])
+    t = Table(title=f"embedding throughput: {env['images']} JPEG photos of {env['image_size']} px, "
+                    f"{env.get('clip_device', 'cpu')}, torch threads {env.get('torch_threads', '-')}, "
+                    f"{env['workers']} decode threads", title_justify="left",
+              caption="; ".join(f"{p}: {m}" for p, m in models), caption_justify="left")
+    for col in ("pipeline", "mode", "batch", "seconds", "images/s", "vs loop"):
+        t.add_column(col, justify="left" if col in ("pipeline", "mode") else "right")
+    for r in result["rows"]:
+        t.add_row(r["pipeline"], r["mode"], str(r["batch_size"]), f"{r['seconds']:.2f}",
+                  f"{r['images_per_s']:.1f}", f"{r['speedup']:.2f}x")
+    return t
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    lines = ["| pipeline | model | mode | batch | images/s | vs loop |", "|---|---|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['pipeline']} | {r['model']} | {r['mode']} | {r['batch_size']} | "
+                     f"{r['images_per_s']:.1f} | {r['speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
+def embed_cmd(
+    images: int = typer.Option(64, "--images", min=1, help="images per measurement"),
+    batch_sizes: str = typer.Option(",".join(map(str, DEFAULT_BATCHES)), "--batch-sizes", help="comma-separated"),
+    model: str = typer.Option("clip-ViT-B-32", "--model", help="CLIP model name or directory"),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device (default cuda if present)"),
+    workers: int = typer.Option(2, "--workers", min=1, help="decode threads"),
+    image_size: int = typer.Option(512, "--image-size", min=32, help="long side of the test photos"),
+    skip_clip: bool = typer.Option(False, "--no-clip", help="skip CLIP"),
+    skip_dlib: bool = typer.Option(False, "--no-dlib", help="skip the dlib face pipeline"),
+    out: Optional[Path] = typer.Option(None, "--out", help="also write the results as JSON here"),
+) -> None:
+    """Embedding throughput (images/s) for batch sizes 1-64 against a one-image loop: CLIP ViT-B/32 and dlib faces."""
+    from rich.console import Console
+
+    console = Console()
+    try:
+        sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter("--batch-sizes takes integers such as 1,8,16") from None
+    if not sizes or min(sizes) < 1:
+        raise typer.BadParameter("--batch-sizes takes positive integers")
+    result = run_embed_bench(images, sizes, model=model, device=device, workers=workers, clip=not skip_clip,
+                             dlib=not skip_dlib, image_size=image_size,
+                             progress=lambda msg: console.print(f"[dim]{msg}[/]"))
+    console.print(results_table(result))
+    if out:
+        out.write_text(json.dumps({**result, "markdown": markdown_table(result)}, indent=2))
+        console.print(f"results: {out}")
+
+
+def register_embed(bench_app: typer.Typer) -> None:
+    """Add ``embed`` to the ``vecface bench`` sub-app."""
+    bench_app.command("embed")(embed_cmd)
