@@ -62,7 +62,21 @@ def server(tmp_path_factory, faiss_options, vecface_home):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def camera_file(tmp_path_factory) -> Path:
+    """A fake webcam for Chromium: an MJPEG stream of the astronaut (640x480 frames)."""
+    from PIL import Image
+
+    from tests.test_web import astronaut
+
+    frame = Image.new("RGB", (640, 480), (40, 40, 40))
+    frame.paste(astronaut(400), (120, 40))
+    path = tmp_path_factory.mktemp("camera") / "camera.mjpeg"
+    path.write_bytes(encode(frame, "JPEG", quality=90) * 30)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, camera_file):
     assert CHROMEDRIVER.exists(), "chromium is installed but chromedriver is not: apt-get install -y chromium-driver"
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -71,7 +85,9 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     opts = Options()
     opts.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+    camera = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+              f"--use-file-for-fake-video-capture={camera_file}"]
+    for flag in CHROMIUM_FLAGS + camera + [f"--user-data-dir={profile}"]:
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # the driver path is given, so Selenium Manager (which would download a driver) is never run
@@ -158,3 +174,26 @@ def test_pick_a_face_in_a_group_photo(server, browser, tmp_path):
     assert browser.save_screenshot(str(tmp_path / "pick-face.png"))
     # the "pick a face" answer is a 422 by design (a client that ignores it gets no silent hits)
     assert [e for e in page_errors(browser) if "/api/search/image" not in e or "422" not in e] == []
+
+
+def test_webcam_snapshot_is_taken_in_the_browser(server, browser):
+    """getUserMedia -> <video> -> <canvas> -> JPEG upload; Chromium's fake camera shows the astronaut."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server["url"])
+    wait_state(browser, "ready")
+    browser.find_element("id", "webcam-start").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.getElementById('video').videoWidth > 0"),
+        message="the webcam video never started")
+    assert browser.find_element("id", "webcam").is_displayed()
+    browser.find_element("id", "snap").click()
+    wait_state(browser, "done")
+    top = browser.find_elements("css selector", "#results .hit")[0]
+    assert top.find_element("css selector", ".file").text in ("astronaut.png", "pair.png")
+    assert float(top.find_element("css selector", ".sim").text.split()[-1]) > 0.9
+    size = browser.execute_script("const i = document.getElementById('preview-img'); return [i.naturalWidth, i.naturalHeight]")
+    assert size == [640, 480]  # the snapshot is the camera frame, drawn on a canvas
+    browser.find_element("id", "webcam-stop").click()
+    assert not browser.find_element("id", "webcam").is_displayed()
+    assert page_errors(browser) == []
