@@ -35,6 +35,7 @@ the other objects of that batch: a batch is not atomic here, unlike pgvector.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -73,6 +74,7 @@ DEFAULT_GRPC_PORT = 50051
 MAX_PER_REQUEST = 1000  # ids per fetch / delete request (Weaviate's QUERY_MAXIMUM_RESULTS is 10000)
 BATCH_OBJECTS = 250  # objects per gRPC batch request
 BATCH_CONCURRENCY = 2
+COPY_CHUNK = 1000  # objects per batch context when an index change copies a collection
 MAX_REPORTED_ERRORS = 5
 _RETURN_PROPS = ["vid", "meta"]
 
@@ -316,7 +318,9 @@ class WeaviateStore(VectorStore):
                                                    cache_size=MAX_PER_REQUEST)
                     objects = ((o.uuid, {k: v for k, v in o.properties.items() if v is not None}, o.vector[VECTOR])
                                for o in src)
-                    self._import(new, objects, total)
+                    # in chunks like upserts: one long-lived batch context imports far slower
+                    while chunk := list(itertools.islice(objects, COPY_CHUNK)):
+                        self._import(new, chunk, len(chunk))
                 copied = self._count(new)
                 if copied != total:
                     raise BackendError(f"rebuilding {self.name!r} copied {copied} of {total} objects")
