@@ -31,9 +31,10 @@ Running it (:func:`acquire` / :func:`release`)
     process started; servers started with ``detach=True`` (``vecface weaviate start``) keep running
     until :func:`stop_server` (``vecface weaviate stop``).
 
-    Weaviate binds its HTTP port to 127.0.0.1 and its cluster ports to 127.0.0.1, but its gRPC
-    server listens on all interfaces (``:<port>``; weaviate has no setting for the gRPC address).
-    Anonymous access is on, so on a shared host put it behind a firewall or use the compose file.
+    The HTTP API, gossip and raft listen on 127.0.0.1, but Weaviate 1.38 binds its gRPC port and its
+    internal cluster data port on all interfaces (``:<port>``; it has no setting for those
+    addresses). Anonymous access is on, so on a shared host keep those ports firewalled, or run
+    the compose file (loopback-only published ports) instead.
 """
 
 from __future__ import annotations
