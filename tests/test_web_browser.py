@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_web import build_face_collection, encode, pair_image, query_face
+from tests.test_web import build_clip_collection, build_face_collection, encode, pair_image, query_face
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -34,16 +34,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-dev-shm-usage", "--window-size=1200,780", "--hide-scrollbars"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, faiss_options, vecface_home):
-    """The web app for a face-dlib collection, under uvicorn in a thread on a free local port."""
+def serve(app):
+    """Run ``app`` under uvicorn in a thread on a free 127.0.0.1 port; yields the port."""
     import uvicorn
 
-    from vecface.web.app import create_app
-
-    info = build_face_collection(tmp_path_factory.mktemp("browser-faces"), "faces",
-                                 faiss_options["path"])
-    app = create_app("faiss", info["name"], store_options=faiss_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -55,10 +49,35 @@ def server(tmp_path_factory, faiss_options, vecface_home):
     while not srv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}/", **info}
-    srv.should_exit = True
-    thread.join(15)
-    sock.close()
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, faiss_options, vecface_home):
+    """The web app for a face-dlib collection."""
+    from vecface.web.app import create_app
+
+    info = build_face_collection(tmp_path_factory.mktemp("browser-faces"), "faces", faiss_options["path"])
+    for port in serve(create_app("faiss", info["name"], store_options=faiss_options)):
+        yield {"url": f"http://127.0.0.1:{port}/", **info}
+
+
+@pytest.fixture(scope="module")
+def clip_server(tmp_path_factory, faiss_options, vecface_home):
+    """The web app for a CLIP collection (tiny random weights)."""
+    from vecface.embed import build_random_clip
+    from vecface.web.app import create_app
+
+    model = build_random_clip(tmp_path_factory.mktemp("browser-clip") / "model")
+    info = build_clip_collection(tmp_path_factory.mktemp("browser-clip-images"), "photos", faiss_options["path"],
+                                 model)
+    for port in serve(create_app("faiss", info["name"], store_options=faiss_options, device="cpu")):
+        yield {"url": f"http://127.0.0.1:{port}/", **info}
 
 
 @pytest.fixture(scope="module")
@@ -196,4 +215,27 @@ def test_webcam_snapshot_is_taken_in_the_browser(server, browser):
     assert size == [640, 480]  # the snapshot is the camera frame, drawn on a canvas
     browser.find_element("id", "webcam-stop").click()
     assert not browser.find_element("id", "webcam").is_displayed()
+    assert page_errors(browser) == []
+
+
+def test_text_search_and_more_like_this(clip_server, browser):
+    browser.get(clip_server["url"])
+    wait_state(browser, "ready")
+    assert "clip" in browser.find_element("id", "info").text
+    assert browser.find_element("id", "text-form").is_displayed()
+    browser.find_element("id", "tag").send_keys("things")
+    browser.find_element("id", "text").send_keys("a cup of coffee")
+    browser.find_element("css selector", "#text-form button").click()
+    wait_state(browser, "done")
+    hits = browser.find_elements("css selector", "#results .hit")
+    assert len(hits) == 4 and all("tag things" in h.find_element("css selector", ".foot").text for h in hits)
+    assert "a cup of coffee" in browser.find_element("id", "status").text
+    browser.find_element("id", "tag").clear()
+    first = hits[0].find_element("css selector", ".file").text
+    browser.execute_script("document.body.dataset.state = 'busy'")
+    hits[0].find_element("css selector", "button.more").click()
+    wait_state(browser, "done")
+    assert f"like {first}" in browser.find_element("id", "status").text
+    files = [h.find_element("css selector", ".file").text for h in browser.find_elements("css selector", "#results .hit")]
+    assert len(files) == 4 and first not in files
     assert page_errors(browser) == []
