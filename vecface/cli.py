@@ -67,3 +67,14 @@ def run() -> None:
 
 
 # ---- commands contributed by other modules (each module has a register(app) function)
+from .cli_search import register as _register_search  # noqa: E402  ingest, search
+from .cli_serve import register as _register_serve  # noqa: E402  serve
+from .backends.weaviate_server import register as _register_weaviate  # noqa: E402  weaviate install/start/status
+from .bench.cli import bench_app as _bench_app, register as _register_bench  # noqa: E402  bench, report
+from .bench.embed import register_embed as _register_embed  # noqa: E402  bench embed
+
+_register_search(app)
+_register_serve(app)
+_register_weaviate(app)
+_register_embed(_bench_app)
+_register_bench(app)
