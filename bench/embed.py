@@ -38,9 +38,10 @@ class EmbedBenchRow:
     mode: str  # "loop" (one image at a time) or "batched"
     batch_size: int
     images: int
-    seconds: float
-    images_per_s: float
+    seconds: float  # best of the repeats
+    images_per_s: float  # images / seconds (best of the repeats)
     speedup: float | None = None  # against the loop of the same pipeline
+    median_images_per_s: float | None = None
 
 
 def bench_images(n: int, size: int = 512, faces: bool = False) -> list[bytes]:
@@ -71,15 +72,22 @@ def bench_images(n: int, size: int = 512, faces: bool = False) -> list[bytes]:
     return out
 
 
-def _time(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """(best, median) wall time of ``repeat`` runs: on a shared machine the best run is the one
+    least disturbed by other work (as timeit reports the minimum)."""
+    import statistics
+
+    runs = []
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return min(runs), statistics.median(runs)
 
 
 def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[int], *,
              prepare: Callable[[Any], Any], infer: Callable[[list[Any]], Any], workers: int,
-             progress: Callable[[str], None]) -> list[EmbedBenchRow]:
+             progress: Callable[[str], None], repeat: int = 1) -> list[EmbedBenchRow]:
     from vecface.embed import pipelined
 
     n = len(images)
@@ -91,9 +99,9 @@ def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[i
             infer([prepare(x)])
 
     progress(f"{pipeline}: one image at a time")
-    secs = _time(loop)
+    secs, med = _time(loop, repeat)
     base = n / secs
-    rows.append(EmbedBenchRow(pipeline, model, "loop", 1, n, secs, base, 1.0))
+    rows.append(EmbedBenchRow(pipeline, model, "loop", 1, n, secs, base, 1.0, n / med))
     for b in batches:
         progress(f"{pipeline}: batch {b}")
 
@@ -101,21 +109,21 @@ def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[i
             for batch in pipelined(images, prepare, b, workers):
                 infer(batch)
 
-        secs = _time(batched)
-        rows.append(EmbedBenchRow(pipeline, model, "batched", b, n, secs, n / secs, (n / secs) / base))
+        secs, med = _time(batched, repeat)
+        rows.append(EmbedBenchRow(pipeline, model, "batched", b, n, secs, n / secs, (n / secs) / base, n / med))
     return rows
 
 
 def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BATCHES, *,
                     model: str = "clip-ViT-B-32", device: str | None = None, workers: int = 2,
-                    clip: bool = True, dlib: bool = True, image_size: int = 512,
+                    clip: bool = True, dlib: bool = True, image_size: int = 512, repeat: int = 3,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the embedding throughput benchmark; returns {"rows": [...], "environment": {...}}."""
     progress = progress or (lambda msg: None)
     rows: list[EmbedBenchRow] = []
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "images": n_images, "image_size": image_size, "workers": workers,
-                           "batch_sizes": list(batch_sizes)}
+                           "batch_sizes": list(batch_sizes), "repeat": repeat}
     if clip:
         import torch
 
@@ -139,7 +147,8 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
             env["clip_device"] = emb.device
             env["clip_dim"] = emb.dim
             rows += _measure("clip", label, bench_images(n_images, image_size), batch_sizes,
-                             prepare=emb.prepare, infer=emb.embed_prepared, workers=workers, progress=progress)
+                             prepare=emb.prepare, infer=emb.embed_prepared, workers=workers, progress=progress,
+                             repeat=repeat)
         finally:
             if tmp is not None:
                 from vecface.embed import clear_model_cache
@@ -155,7 +164,8 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
         emb = make_embedder("face-dlib")
         rows += _measure("face-dlib", "dlib HOG (upsample 1) + 5-point + ResNet-128",
                          bench_images(n_images, image_size, faces=True), batch_sizes,
-                         prepare=emb.prepare, infer=emb.extract, workers=workers, progress=progress)
+                         prepare=emb.prepare, infer=emb.extract, workers=workers, progress=progress,
+                         repeat=repeat)
     return {"rows": [asdict(r) for r in rows], "environment": env}
 
 
@@ -166,21 +176,22 @@ def results_table(result: dict[str, Any]):
     models = dict.fromkeys((r["pipeline"], r["model"]) for r in result["rows"])
     t = Table(title=f"embedding throughput: {env['images']} JPEG photos of {env['image_size']} px, "
                     f"{env.get('clip_device', 'cpu')}, torch threads {env.get('torch_threads', '-')}, "
-                    f"{env['workers']} decode threads", title_justify="left",
+                    f"{env['workers']} decode threads, best of {env['repeat']}", title_justify="left",
               caption="; ".join(f"{p}: {m}" for p, m in models), caption_justify="left")
-    for col in ("pipeline", "mode", "batch", "seconds", "images/s", "vs loop"):
+    for col in ("pipeline", "mode", "batch", "seconds", "images/s", "median images/s", "vs loop"):
         t.add_column(col, justify="left" if col in ("pipeline", "mode") else "right")
     for r in result["rows"]:
         t.add_row(r["pipeline"], r["mode"], str(r["batch_size"]), f"{r['seconds']:.2f}",
-                  f"{r['images_per_s']:.1f}", f"{r['speedup']:.2f}x")
+                  f"{r['images_per_s']:.1f}", f"{r['median_images_per_s']:.1f}", f"{r['speedup']:.2f}x")
     return t
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    lines = ["| pipeline | model | mode | batch | images/s | vs loop |", "|---|---|---|---:|---:|---:|"]
+    lines = ["| pipeline | mode | batch | images/s (best) | images/s (median) | vs loop |",
+             "|---|---|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['pipeline']} | {r['model']} | {r['mode']} | {r['batch_size']} | "
-                     f"{r['images_per_s']:.1f} | {r['speedup']:.2f}x |")
+        lines.append(f"| {r['pipeline']} | {r['mode']} | {r['batch_size']} | {r['images_per_s']:.1f} | "
+                     f"{r['median_images_per_s']:.1f} | {r['speedup']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -191,6 +202,7 @@ def embed_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="torch device (default cuda if present)"),
     workers: int = typer.Option(2, "--workers", min=1, help="decode threads"),
     image_size: int = typer.Option(512, "--image-size", min=32, help="long side of the test photos"),
+    repeat: int = typer.Option(3, "--repeat", min=1, help="runs per measurement; the best is reported"),
     skip_clip: bool = typer.Option(False, "--no-clip", help="skip CLIP"),
     skip_dlib: bool = typer.Option(False, "--no-dlib", help="skip the dlib face pipeline"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the results as JSON here"),
@@ -206,7 +218,7 @@ def embed_cmd(
     if not sizes or min(sizes) < 1:
         raise typer.BadParameter("--batch-sizes takes positive integers")
     result = run_embed_bench(images, sizes, model=model, device=device, workers=workers, clip=not skip_clip,
-                             dlib=not skip_dlib, image_size=image_size,
+                             dlib=not skip_dlib, image_size=image_size, repeat=repeat,
                              progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(results_table(result))
     if out:
