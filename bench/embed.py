@@ -48,7 +48,13 @@ def bench_images(n: int, size: int = 512, faces: bool = False) -> list[bytes]:
     """``n`` JPEG files in memory: skimage's photos (or, with ``faces``, the astronaut portrait)
     at ``size`` px on the long side, each slightly different so no cache can help."""
     from PIL import Image, ImageEnhance
-    from skimage import data
+
+    try:
+        from skimage import data
+    except ImportError as e:
+        from vecface.errors import MissingDependency
+
+        raise MissingDependency("scikit-image", purpose="the embedding benchmark's test photos") from e
 
     names = ["astronaut"] if faces else ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry"]
     bases = []

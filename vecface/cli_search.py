@@ -226,7 +226,7 @@ def _print_hits(result, backend: str, collection: str) -> None:
                     ("tag", {}), ("id", {})):
         t.add_column(col, **kw)
     for n, h in enumerate(result.hits, 1):
-        t.add_row(str(n), escape(h.path or ""), "" if h.bbox is None else str(list(h.bbox)), f"{h.distance:.4f}",
+        t.add_row(str(n), escape(h.path or ""), "" if h.bbox is None else str(list(h.bbox)), f"{0.0 if abs(h.distance) < 5e-5 else h.distance:.4f}",
                   "" if h.similarity is None else f"{h.similarity:.4f}", h.metadata.get("tag") or "", h.id)
     out.print(t)
     if not result.hits:
