@@ -191,8 +191,10 @@ class Synthetic(Dataset):
     def has_tags(self) -> bool:
         return True
 
+    GENERATOR = 2  # bump whenever the generated vectors change: it keys the ground-truth cache
+
     def describe(self) -> dict[str, Any]:
-        return {"kind": "synthetic", "n": self.n, "dim": self.dim, "queries": self.n_queries,
+        return {"kind": "synthetic", "generator": self.GENERATOR, "n": self.n, "dim": self.dim, "queries": self.n_queries,
                 "metric": self.metric.label, "seed": self.seed, "rank": self.rank, "spread": self.spread,
                 "noise": self.noise, "identities": self._n_ids,
                 "tags": dict(zip(TAGS, TAG_P)),

@@ -123,7 +123,7 @@ def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[i
 def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BATCHES, *,
                     model: str = "clip-ViT-B-32", device: str | None = None, workers: int = 2,
                     clip: bool = True, dlib: bool = True, image_size: int = 512, repeat: int = 3,
-                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    torch_threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the embedding throughput benchmark; returns {"rows": [...], "environment": {...}}."""
     progress = progress or (lambda msg: None)
     rows: list[EmbedBenchRow] = []
@@ -133,6 +133,8 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
     if clip:
         import torch
 
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
         from vecface.embed import CLIPEmbedder, build_random_clip
         from vecface.errors import ModelUnavailable
 
@@ -209,6 +211,8 @@ def embed_cmd(
     workers: int = typer.Option(2, "--workers", min=1, help="decode threads"),
     image_size: int = typer.Option(512, "--image-size", min=32, help="long side of the test photos"),
     repeat: int = typer.Option(3, "--repeat", min=1, help="runs per measurement; the best is reported"),
+    torch_threads: Optional[int] = typer.Option(None, "--torch-threads", min=1, help="torch intra-op threads "
+                                                "(default: torch's, one per core)"),
     skip_clip: bool = typer.Option(False, "--no-clip", help="skip CLIP"),
     skip_dlib: bool = typer.Option(False, "--no-dlib", help="skip the dlib face pipeline"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the results as JSON here"),
@@ -225,6 +229,7 @@ def embed_cmd(
         raise typer.BadParameter("--batch-sizes takes positive integers")
     result = run_embed_bench(images, sizes, model=model, device=device, workers=workers, clip=not skip_clip,
                              dlib=not skip_dlib, image_size=image_size, repeat=repeat,
+                             torch_threads=torch_threads,
                              progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(results_table(result))
     if out:

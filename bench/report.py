@@ -146,13 +146,14 @@ def sweep_rows(run: dict[str, Any]) -> list[list[str]]:
         tps = ", ".join(f"C{t['clients']}: {_num(t['qps'])}{'*' if t.get('client_bound') else ''}"
                         for t in s.get("throughput", []))
         lat = s.get("latency_ms", {})
-        rows.append([f"{s['param']}={s['value']}" if s.get("param") else "exact", _f(s.get("recall")),
+        rows.append([f"{s['param']}={s['value']}" if s.get("param") else "exact", str(s.get("queries", "–")),
+                     _f(s.get("recall")),
                      _f(s.get("recall_tolerant")), _num(lat.get("p50")), _num(lat.get("p95")), _num(lat.get("p99")),
                      tps or "–"])
     return rows
 
 
-SWEEP_HEAD = ["query parameter", "recall@k", "tolerant recall", "p50 ms", "p95 ms", "p99 ms",
+SWEEP_HEAD = ["query parameter", "queries", "recall@k", "tolerant recall", "p50 ms", "p95 ms", "p99 ms",
               "QPS by clients (* = client-bound)"]
 
 
@@ -370,8 +371,10 @@ def _what(res: dict[str, Any]) -> list[str]:
         f"Dataset: {ds.get('name', '?')} ({ds.get('kind', '?')}), {ds.get('n', 0):,} vectors of dimension "
         f"{ds.get('dim')}, metric {ds.get('metric')}, {ds.get('queries')} queries held out from the base "
         f"set. {ds.get('about', '')} Dataset hash {ds.get('fingerprint')}; ground truth: {ds.get('ground_truth')}.",
-        f"Parameters: k = {p.get('k')}; {p.get('queries')} queries per sweep point for ANN indexes and "
-        f"{p.get('exact_queries')} for exact search; {p.get('warmup')} warm-up queries before each timed pass; "
+        f"Parameters: k = {p.get('k')}; up to {p.get('queries')} queries per sweep point for ANN indexes and "
+        f"{p.get('exact_queries')} for exact search (a serial pass stops after {p.get('point_budget_s')} s once "
+        f"{p.get('min_queries')} queries have run; the sweep tables give the count); {p.get('warmup')} warm-up "
+        f"queries before each timed pass; "
         f"throughput measured for {p.get('duration')} s at each of {p.get('concurrency')} concurrent clients "
         f"(threads, each with its own store handle / connection); bulk load in batches of {p.get('batch_size')}; "
         f"{p.get('baseline_rows')} rows for the one-at-a-time baselines; seed {p.get('seed')}"

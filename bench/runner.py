@@ -73,6 +73,9 @@ class BenchConfig:
     collection: str = "vfbench"
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[int]] | None = None  # kind -> values, overriding the defaults
+    point_budget_s: float = 10.0  # a serial pass stops after this long (once min_queries are done)
+    min_queries: int = 50
+    stop_recall: float = 0.995  # an IVFFlat probes sweep stops once recall@k reaches this
     keep_answers: bool = False  # store every returned id/distance in the results (for tests)
 
     def resolved(self) -> "BenchConfig":
@@ -84,6 +87,8 @@ class BenchConfig:
             self.filter_queries = min(self.filter_queries, 100)
             self.baseline_rows = min(self.baseline_rows, 300)
             self.warmup = min(self.warmup, 20)
+            self.point_budget_s = min(self.point_budget_s, 3.0)
+            self.min_queries = min(self.min_queries, 20)
         return self
 
 
@@ -119,10 +124,16 @@ class Progress:
         if not self._p:
             yield lambda n=1: None
             return
+        plain = not self._console.is_terminal  # a log file: one line per phase instead of live bars
+        if plain:
+            self._console.print(f"> {description}")
+        t0 = time.perf_counter()
         tid = self._p.add_task(description, total=total)
         try:
             yield lambda n=1: self._p.advance(tid, n)
         finally:
+            if plain:
+                self._console.print(f"  done in {time.perf_counter() - t0:.1f} s")
             if total is not None:
                 self._p.update(tid, completed=total)
             else:
@@ -182,15 +193,24 @@ def _ids_dists(hits) -> tuple[list[int], list[float]]:
     return [int(h.id) for h in hits], [float(h.distance) for h in hits]
 
 
-def serial_pass(store, queries: np.ndarray, k: int, flt=None, warmup: int = 0, tick=None):
-    """Warm up, then run every query once, timing each call. Returns (latencies, ids, dists)."""
+def serial_pass(store, queries: np.ndarray, k: int, flt=None, warmup: int = 0, tick=None,
+                budget_s: float | None = None, min_queries: int = 1):
+    """Warm up, then run the queries once each, in order, timing each call; stop early once
+    ``budget_s`` seconds of queries have run and at least ``min_queries`` are done (slow points
+    such as exact scans). Returns (latencies, ids, dists) for the queries that ran."""
     for q in queries[:warmup]:
         store.search(q, k, flt)
     lat, ids, dists = [], [], []
-    for q in queries:
+    spent = 0.0
+    for j, q in enumerate(queries):
+        if budget_s is not None and spent > budget_s and j >= min_queries:
+            if tick:
+                tick(len(queries) - j)
+            break
         t = time.perf_counter()
         hits = store.search(q, k, flt)
         lat.append(time.perf_counter() - t)
+        spent += lat[-1]
         i, d = _ids_dists(hits)
         ids.append(i)
         dists.append(d)
@@ -438,11 +458,13 @@ class Runner:
                              f"concurrency levels x {cfg.duration:g}s)", len(values) * len(qs)) as tick:
                 for v in values:
                     self._set(store, param, v)
-                    lat, ids, dists = serial_pass(store, qs, cfg.k, warmup=min(cfg.warmup, len(qs)), tick=tick)
+                    lat, ids, dists = serial_pass(store, qs, cfg.k, warmup=min(cfg.warmup, len(qs)), tick=tick,
+                                                  budget_s=cfg.point_budget_s, min_queries=cfg.min_queries)
+                    nq = len(ids)
                     point = {"param": param, "value": v if param else None,
-                             "recall": metrics.recall_by_id(ids, truth_ids, cfg.k),
-                             "recall_tolerant": metrics.recall_tolerant(dists, truth_d, cfg.k),
-                             "queries": len(qs), "latency_ms": metrics.percentiles_ms(lat),
+                             "recall": metrics.recall_by_id(ids, truth_ids[:nq], cfg.k),
+                             "recall_tolerant": metrics.recall_tolerant(dists, truth_d[:nq], cfg.k),
+                             "queries": nq, "latency_ms": metrics.percentiles_ms(lat),
                              "serial_qps": len(qs) / sum(lat) if sum(lat) > 0 else None,
                              "throughput": []}
                     if cfg.keep_answers:
@@ -458,6 +480,11 @@ class Runner:
                         point["throughput"].append(tp)
                     point["best_qps"] = max((t["qps"] for t in point["throughput"]), default=point["serial_qps"])
                     run["sweep"].append(point)
+                    if param == "probes" and point["recall"] >= cfg.stop_recall and v != values[-1]:
+                        run["notes"].append(f"The probes sweep stopped at {v}: recall@k reached {point['recall']:.3f} "
+                                            f"(>= {cfg.stop_recall}); more probes only cost time.")
+                        tick(len(qs) * (len(values) - values.index(v) - 1))
+                        break
             if any(t.get("client_bound") for s in run["sweep"] for t in s["throughput"]):
                 run["notes"].append(f"The benchmark client used >= 80% of the {self.cores} cores at some concurrency "
                                     "levels: there the client, not the backend, limits throughput (and client and "
@@ -484,11 +511,13 @@ class Runner:
                     continue
                 fi, fd = gt.filtered[case]
                 flt = {"tag": tag}
-                lat, ids, dists = serial_pass(store, qs, cfg.k, flt, warmup=min(10, len(qs)), tick=tick)
+                lat, ids, dists = serial_pass(store, qs, cfg.k, flt, warmup=min(3, len(qs)), tick=tick,
+                                              budget_s=cfg.point_budget_s / 2, min_queries=min(20, len(qs)))
+                nq = len(ids)
                 run["filtered"].append({
                     "case": case, "filter": flt, "share": gt.filter_share.get(case), "param": param, "value": value,
-                    "queries": len(qs), "recall": metrics.recall_by_id(ids, fi[: len(qs)], cfg.k),
-                    "recall_tolerant": metrics.recall_tolerant(dists, fd[: len(qs)], cfg.k),
+                    "queries": nq, "recall": metrics.recall_by_id(ids, fi[:nq], cfg.k),
+                    "recall_tolerant": metrics.recall_tolerant(dists, fd[:nq], cfg.k),
                     "latency_ms": metrics.percentiles_ms(lat)})
                 if cfg.keep_answers:
                     run["filtered"][-1]["answers"] = {"ids": ids, "distances": dists}
