@@ -64,7 +64,7 @@ def bench(
     backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends (default: every available one)."),
     index: str = typer.Option("hnsw,ivfflat,exact", "--index", help="Index kinds, e.g. 'hnsw,ivfflat,exact' or 'hnsw:m=32,ef_construction=128'."),
     dataset: str = typer.Option("synthetic", "--dataset", help="synthetic[:rank=..,spread=..], a .npy/.fvecs/.hdf5 file, or images:DIR."),
-    n: Optional[int] = typer.Option(None, "--n", help="Base vectors (synthetic default 100,000; 10,000 with --quick; files: all)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Base vectors (synthetic default 50,000; 10,000 with --quick; files: all)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Dimension of synthetic data (default 512)."),
     queries: Optional[int] = typer.Option(None, "--queries", help="Queries per sweep point (default 500; exact search uses at most --exact-queries)."),
     exact_queries: int = typer.Option(100, "--exact-queries", help="Queries for exact (brute-force) search, which is slow."),

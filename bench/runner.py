@@ -74,7 +74,7 @@ class BenchConfig:
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[int]] | None = None  # kind -> values, overriding the defaults
     point_budget_s: float = 10.0  # a serial pass stops after this long (once min_queries are done)
-    min_queries: int = 50
+    min_queries: int = 20
     stop_recall: float = 0.995  # an IVFFlat probes sweep stops once recall@k reaches this
     keep_answers: bool = False  # store every returned id/distance in the results (for tests)
 
@@ -583,7 +583,7 @@ class Runner:
             scratch.drop()
 
 
-DEFAULT_N = 100_000
+DEFAULT_N = 50_000
 
 
 def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
