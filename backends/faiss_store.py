@@ -48,7 +48,8 @@ from vecface.types import (
     IVFFlat,
     Metric,
     Record,
-    parse_index,
+    spec_from_dict,
+    spec_to_dict,
 )
 
 _SCHEMA = """
@@ -71,17 +72,6 @@ _COMPACT_FRACTION = 0.2
 # flatSearchCutoff works the same way)
 _FLAT_FILTER_CUTOFF = 20_000
 _IVF_TRAIN_PER_LIST = 256
-
-
-def _spec_to_json(spec: IndexSpec) -> str:
-    params = {k: v for k, v in vars(spec).items()}
-    return json.dumps({"kind": spec.kind, **params})
-
-
-def _spec_from_json(text: str) -> IndexSpec:
-    d = json.loads(text)
-    kind = d.pop("kind")
-    return parse_index(kind + (":" + ",".join(f"{k}={v}" for k, v in d.items() if v is not None) if d else ""))
 
 
 class FaissStore(VectorStore):
@@ -139,7 +129,7 @@ class FaissStore(VectorStore):
         if dim is None:
             return None
         metric = Metric.parse(self._config("metric") or "cosine")
-        spec = _spec_from_json(self._config("index") or '{"kind": "exact"}')
+        spec = spec_from_dict(json.loads(self._config("index") or '{"kind": "exact"}'))
         self.dim, self.metric = int(dim), metric
         self._load_index(spec)
         return int(dim), metric, spec
@@ -152,7 +142,7 @@ class FaissStore(VectorStore):
             self._db.execute("BEGIN IMMEDIATE")
             self._set_config("dim", str(self.dim))
             self._set_config("metric", self.metric.label)
-            self._set_config("index", _spec_to_json(Exact()))
+            self._set_config("index", json.dumps(spec_to_dict(Exact())))
             self._set_config("generation", "0")
             self._db.execute("COMMIT")
         self._faiss = self._new_index(Exact(), 0)
@@ -323,7 +313,7 @@ class FaissStore(VectorStore):
         with self._lock:
             self._rebuild(spec)
             self._db.execute("BEGIN IMMEDIATE")
-            self._set_config("index", _spec_to_json(spec))
+            self._set_config("index", json.dumps(spec_to_dict(spec)))
             self._db.execute("COMMIT")
             self._index = spec
             self._save_index()

@@ -16,7 +16,6 @@ use pgvector 0.8's iterative index scans (results re-sorted by exact distance).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from typing import Any
@@ -37,21 +36,11 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from vecface.config import redact
 from vecface.errors import BackendError, BackendUnavailable
 from vecface.store import VectorStore
-from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, Exact, Hit, IndexSpec, IVFFlat, Metric, Record, parse_index
+from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
 
 from . import pg_server
 
 CATALOG = "vecface_collections"
-
-
-def _spec_json(spec: IndexSpec) -> str:
-    return json.dumps({"kind": spec.kind, **vars(spec)})
-
-
-def _spec_load(d: dict[str, Any]) -> IndexSpec:
-    d = dict(d)
-    kind = d.pop("kind")
-    return parse_index(kind + (":" + ",".join(f"{k}={v}" for k, v in d.items() if v is not None) if d else ""))
 
 
 class PgVectorStore(VectorStore):
@@ -154,7 +143,7 @@ class PgVectorStore(VectorStore):
                                 (self.name,)).fetchone()
         if row is None:
             return None
-        return int(row[0]), Metric.parse(row[1]), _spec_load(row[2])
+        return int(row[0]), Metric.parse(row[1]), spec_from_dict(row[2])
 
     def _create(self) -> None:
         c = self._c()
@@ -243,7 +232,7 @@ class PgVectorStore(VectorStore):
                 except psycopg.Error as e:
                     raise BackendError(f"building the {spec.kind} index failed: {redact(str(e)).strip()}") from e
                 c.execute("ANALYZE " + f"vecface_{self.name}")
-            c.execute(f"UPDATE {CATALOG} SET index = %s WHERE name = %s", (Jsonb(json.loads(_spec_json(spec))), self.name))
+            c.execute(f"UPDATE {CATALOG} SET index = %s WHERE name = %s", (Jsonb(spec_to_dict(spec)), self.name))
 
     def _drop(self) -> None:
         c = self._c()

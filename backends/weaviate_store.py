@@ -63,7 +63,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from vecface.config import redact
 from vecface.errors import BackendError, BackendUnavailable, IngestFailed
 from vecface.store import VectorStore
-from vecface.types import DEFAULT_EF_SEARCH, HNSW, Exact, Hit, IndexSpec, Metric, Record, parse_index
+from vecface.types import DEFAULT_EF_SEARCH, HNSW, Exact, Hit, IndexSpec, Metric, Record, spec_from_dict, spec_to_dict
 
 from . import weaviate_server
 
@@ -82,16 +82,6 @@ _RETURN_PROPS = ["vid", "meta"]
 def object_uuid(id_: str) -> str:
     """The stable Weaviate UUID of a vecface id."""
     return str(uuid.uuid5(VECFACE_NAMESPACE, id_))
-
-
-def _spec_dict(spec: IndexSpec) -> dict[str, Any]:
-    return {"kind": spec.kind, **vars(spec)}
-
-
-def _spec_load(d: dict[str, Any]) -> IndexSpec:
-    d = dict(d)
-    kind = d.pop("kind")
-    return parse_index(kind + (":" + ",".join(f"{k}={v}" for k, v in d.items() if v is not None) if d else ""))
 
 
 @contextmanager
@@ -220,13 +210,13 @@ class WeaviateStore(VectorStore):
         if not ready:
             return None
         _, self._cls, entry = max(ready)
-        spec = _spec_load(entry["index"])
+        spec = spec_from_dict(entry["index"])
         self._ef = self._read_ef() if isinstance(spec, HNSW) else None
         return int(entry["dim"]), Metric.parse(entry["metric"]), spec
 
     def _entry(self, spec: IndexSpec, state: str) -> str:
         return json.dumps({"vecface": self.name, "dim": self.dim, "metric": self.metric.label,
-                           "index": _spec_dict(spec), "state": state})
+                           "index": spec_to_dict(spec), "state": state})
 
     def _read_ef(self) -> int | None:
         with _errors("reading the collection config"):

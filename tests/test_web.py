@@ -5,7 +5,6 @@ wrong or hostile (path traversal, unknown ids, oversized, non-image and bomb upl
 from __future__ import annotations
 
 import io
-import json
 import os
 import struct
 import zlib

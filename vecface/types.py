@@ -128,6 +128,17 @@ def parse_index(text: str | IndexSpec) -> IndexSpec:
         raise InvalidArgument(f"bad parameters for {name}: {e}") from None
 
 
+def spec_to_dict(spec: IndexSpec) -> dict[str, Any]:
+    """A JSON-able form of an index spec, as backends keep it in their catalogs."""
+    return {"kind": spec.kind, **vars(spec)}
+
+
+def spec_from_dict(d: Mapping[str, Any]) -> IndexSpec:
+    d = dict(d)
+    kind = d.pop("kind")
+    return parse_index(kind + (":" + ",".join(f"{k}={v}" for k, v in d.items() if v is not None) if d else ""))
+
+
 # ---------------------------------------------------------------- query params (query time)
 
 @dataclass(frozen=True)

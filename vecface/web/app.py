@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote
 
-import numpy as np
 
 try:
     from fastapi import FastAPI, Query, Request
@@ -331,7 +330,7 @@ def _image_size(path: str | None) -> list[int] | None:
     if not path:
         return None
     try:
-        from PIL import Image, ImageOps
+        from PIL import Image
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
