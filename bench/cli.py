@@ -6,6 +6,7 @@ modules can add subcommands to it (``bench_app.command("embed")(fn)``).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -94,9 +95,18 @@ def bench(
                          "faiss": {"path": str(Path(data_dir) / "faiss") if data_dir else None}},
     )
     t = time.perf_counter()
+    partial = Path(out) / "results.partial.json"
+
+    def checkpoint(res: dict) -> None:  # what a long run has measured so far, if it is interrupted
+        from .report import _jsonable
+
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(_jsonable({**res, "partial": True}), indent=1))
+
     with Progress(console=Console(stderr=True)) as p:
-        results = run_benchmark(cfg, p)
+        results = run_benchmark(cfg, p, checkpoint)
     files = write_report(results, out)
+    partial.unlink(missing_ok=True)
     console.print(summary_table(results))
     for s in results.get("skipped", []):
         console.print(f"[yellow]not measured[/] {escape(s['backend'])}"

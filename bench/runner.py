@@ -272,7 +272,11 @@ def _drop_existing(backend: str, name: str, options: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- the run
 
 class Runner:
-    def __init__(self, cfg: BenchConfig, progress: Progress | None = None):
+    def __init__(self, cfg: BenchConfig, progress: Progress | None = None,
+                 checkpoint: Callable[[dict[str, Any]], None] | None = None):
+        """``checkpoint(results)`` is called after every backend x index, so a long run that is
+        interrupted still leaves the figures it has."""
+        self.checkpoint = checkpoint
         self.cfg = cfg.resolved()
         self.p = progress or Progress(enabled=False)
         self.cores = os.cpu_count() or 1
@@ -363,6 +367,8 @@ class Runner:
                     continue
                 try:
                     res["runs"].append(self._run_index(backend, store, name, opts, spec, queries, gt, load))
+                    if self.checkpoint:
+                        self.checkpoint(res)
                 except Exception as e:
                     res["skipped"].append({"backend": backend, "index": spec.kind,
                                            "reason": f"failed: {type(e).__name__}: {e}"})
@@ -586,5 +592,6 @@ class Runner:
 DEFAULT_N = 50_000
 
 
-def run_benchmark(cfg: BenchConfig, progress: Progress | None = None) -> dict[str, Any]:
-    return Runner(cfg, progress).run()
+def run_benchmark(cfg: BenchConfig, progress: Progress | None = None,
+                  checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    return Runner(cfg, progress, checkpoint).run()
