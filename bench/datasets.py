@@ -49,7 +49,7 @@ ef 40 0.889; pgvector HNSW 0.903, Weaviate HNSW 0.880 at ef 40. At the default 5
 
 Identities grow with n (n // 40) in the same 64-d subspace, so larger sets are denser and harder:
 at 1,000,000 FAISS HNSW gives 0.562 at ef 40 and 0.852 at ef 400. For a million rows as hard as
-the 100k set, fix the identities: ``--dataset synthetic:identities=2500``.
+the 100k set, try fixing the identities (``--dataset synthetic:identities=2500``; not measured).
 
 The transition is sharp: spread 1.0 gives 0.969 at ef 40 (too easy: identities well apart), 1.5
 gives 0.605 (identities merge into one 64-d Gaussian); rank 48 / spread 0.5 gave 0.999.
