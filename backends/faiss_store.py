@@ -71,6 +71,8 @@ _COMPACT_FRACTION = 0.2
 # inverted-list searches that skip most of what they visit return too few hits (Weaviate's
 # flatSearchCutoff works the same way)
 _FLAT_FILTER_CUTOFF = 20_000
+# batches of at most this many queries are searched on the calling thread alone
+_SERIAL_QUERIES = 4
 _IVF_TRAIN_PER_LIST = 256
 
 
@@ -384,7 +386,17 @@ class FaissStore(VectorStore):
             if isinstance(self._index, HNSW) and params is not None:
                 # HNSW returns at most ef_search results; widen it so k results can come back
                 params.efSearch = max(params.efSearch, k)
-            dist, labels = self._faiss.search(queries, k, params=params)
+            if len(queries) <= _SERIAL_QUERIES:
+                # OpenMP start-up costs more than one small search: run it on this thread only
+                # (omp_set_num_threads sets the calling thread's own setting)
+                threads = faiss.omp_get_max_threads()
+                faiss.omp_set_num_threads(1)
+                try:
+                    dist, labels = self._faiss.search(queries, k, params=params)
+                finally:
+                    faiss.omp_set_num_threads(threads)
+            else:
+                dist, labels = self._faiss.search(queries, k, params=params)
         if self.metric is Metric.L2:
             dist = np.sqrt(np.maximum(dist, 0))
         elif self.metric is Metric.COSINE:
