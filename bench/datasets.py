@@ -212,8 +212,10 @@ class Synthetic(Dataset):
 
 # ---------------------------------------------------------------- files
 
-def _held_out(n_total: int, n_queries: int) -> int:
-    return min(n_queries, max(1, n_total // 10))
+def _split_held_out(base: np.ndarray, n_queries: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """For a file with no query set: its last rows (at most a tenth) become the queries."""
+    h = min(n_queries, max(1, base.shape[0] // 10))
+    return base[:-h], np.asarray(base[-h:]), f"last {h} rows held out"
 
 
 class ArrayDataset(Dataset):
@@ -303,10 +305,8 @@ def open_npy(path: str, n_queries: int, metric: Metric, n: int | None, queries_f
         q = np.load(qf)[:n_queries]
         src = {"kind": "npy", "path": str(p), "queries_path": str(qf)}
     else:
-        h = _held_out(base.shape[0], n_queries)
-        q = np.asarray(base[-h:])
-        base = base[:-h]
-        src = {"kind": "npy", "path": str(p), "queries_path": f"last {h} rows held out"}
+        base, q, note = _split_held_out(base, n_queries)
+        src = {"kind": "npy", "path": str(p), "queries_path": note}
     return ArrayDataset(p.stem, base, q, metric, src, n=n)
 
 
@@ -315,24 +315,15 @@ def open_fvecs(path: str, n_queries: int, metric: Metric, n: int | None, queries
     base = read_fvecs(p)
     stem = p.stem.replace("_base", "").replace("_learn", "")
     qf = Path(queries_file) if queries_file else _sibling(p, [f"{stem}_query.fvecs", "query.fvecs"])
-    gt = None
+    # a shipped groundtruth.ivecs has no distances (needed for tolerant recall), so ground truth
+    # is always computed exactly (and cached) instead of read
     if qf is not None:
-        q = np.asarray(read_fvecs(qf))
-        gtf = _sibling(p, [f"{stem}_groundtruth.ivecs", "groundtruth.ivecs"])
-        if gtf is not None and len(q) <= n_queries:
-            nb = np.asarray(read_fvecs(gtf, np.int32)).astype(np.int64)
-            gt = (nb, None)  # distances are recomputed from the vectors
-        q = q[:n_queries]
+        q = np.asarray(read_fvecs(qf))[:n_queries]
         src = {"kind": "fvecs", "path": str(p), "queries_path": str(qf)}
     else:
-        h = _held_out(base.shape[0], n_queries)
-        q = np.asarray(base[-h:])
-        base = base[:-h]
-        src = {"kind": "fvecs", "path": str(p), "queries_path": f"last {h} rows held out"}
-    ds = ArrayDataset(stem, base, q, metric, src, n=n)
-    if ds._gt is not None and ds._gt[1] is None:
-        ds._gt = None  # recomputed exactly (and cached): ivecs ship no distances in our convention
-    return ds
+        base, q, note = _split_held_out(base, n_queries)
+        src = {"kind": "fvecs", "path": str(p), "queries_path": note}
+    return ArrayDataset(stem, base, q, metric, src, n=n)
 
 
 _ANN_METRICS = {"angular": Metric.COSINE, "cosine": Metric.COSINE, "euclidean": Metric.L2,
@@ -408,11 +399,10 @@ def open_images(folder: str, n_queries: int, cache_dir: Path, embedder: Any = No
         x = np.concatenate(out)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, x)
-    h_q = _held_out(len(x), n_queries)
-    metric = Metric.COSINE
+    base, q, note = _split_held_out(x, n_queries)
     src = {"kind": "images", "path": str(root), "embedder": ident, "images": len(paths),
-           "cache": str(cache), "queries_path": f"last {h_q} images held out"}
-    return ArrayDataset(root.name or "images", x[:-h_q], x[-h_q:], metric, src, n=n)
+           "cache": str(cache), "queries_path": note.replace("rows", "images")}
+    return ArrayDataset(root.name or "images", base, q, Metric.COSINE, src, n=n)
 
 
 def open_dataset(spec: str = "synthetic", *, n: int | None = None, dim: int | None = None,

@@ -52,6 +52,29 @@ HOW_TO_READ = {
 
 # ---------------------------------------------------------------- loading and merging
 
+
+def _bars(ax, names: list[str], vals: list[float], cols: list[str], labels: list[str],
+          ylabel: str, title: str) -> list:
+    """A labelled bar chart on ``ax``; returns the bars (empty when there is nothing to draw)."""
+    bars = []
+    if names:
+        bars = ax.bar(range(len(names)), vals, color=cols)
+        ax.set_xticks(range(len(names)), names, fontsize=7)
+        ax.bar_label(bars, labels=labels, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    return bars
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     out = []
     for p in paths:
@@ -231,10 +254,7 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     ax.set_title("Recall vs throughput: each dot one ef_search / probes value on one built index")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    files["pareto"] = out / PLOTS["pareto"]
-    fig.savefig(files["pareto"], dpi=110)
-    plt.close(fig)
+    files["pareto"] = _save(fig, out / PLOTS["pareto"])
 
     # latency percentiles at the operating point
     fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -262,10 +282,7 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
         ax.legend()
     ax.set_title("Serial latency percentiles at each index's operating point")
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    fig.tight_layout()
-    files["latency"] = out / PLOTS["latency"]
-    fig.savefig(files["latency"], dpi=110)
-    plt.close(fig)
+    files["latency"] = _save(fig, out / PLOTS["latency"])
 
     # load throughput (bulk and one-at-a-time)
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -282,38 +299,21 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
                 names.append(f"{b['backend']}{suffix}\none at a time")
                 vals.append(b["vectors_per_s"])
                 cols.append(color(b["backend"]))
-    if names:
-        bars = ax.bar(range(len(names)), vals, color=cols)
-        for bar, hatch_name in zip(bars, names):
-            if "one at a time" in hatch_name:
-                bar.set_hatch("//")
-                bar.set_alpha(0.6)
-        ax.set_xticks(range(len(names)), names, fontsize=7)
-        ax.bar_label(bars, labels=[_num(v) for v in vals], fontsize=7)
-    ax.set_ylabel("vectors per second (higher is better)")
-    ax.set_title("Load throughput")
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    files["load"] = out / PLOTS["load"]
-    fig.savefig(files["load"], dpi=110)
-    plt.close(fig)
+    bars = _bars(ax, names, vals, cols, [_num(v) for v in vals],
+                 "vectors per second (higher is better)", "Load throughput")
+    for bar, hatch_name in zip(bars, names):
+        if "one at a time" in hatch_name:
+            bar.set_hatch("//")
+            bar.set_alpha(0.6)
+    files["load"] = _save(fig, out / PLOTS["load"])
 
     # build time
     fig, ax = plt.subplots(figsize=(8, 4))
-    names = [label for label, run, _ in lines if run["index"] != "exact"]
-    vals = [run.get("build_s") or 0 for label, run, _ in lines if run["index"] != "exact"]
-    cols = [color(run["backend"]) for label, run, _ in lines if run["index"] != "exact"]
-    if names:
-        bars = ax.bar(range(len(names)), vals, color=cols)
-        ax.set_xticks(range(len(names)), names, fontsize=7)
-        ax.bar_label(bars, labels=[_num(v) + " s" for v in vals], fontsize=7)
-    ax.set_ylabel("seconds (lower is better)")
-    ax.set_title("Index build time")
-    ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    files["build"] = out / PLOTS["build"]
-    fig.savefig(files["build"], dpi=110)
-    plt.close(fig)
+    built = [(label, run) for label, run, _ in lines if run["index"] != "exact"]
+    vals = [run.get("build_s") or 0 for _, run in built]
+    _bars(ax, [label for label, _ in built], vals, [color(run["backend"]) for _, run in built],
+          [_num(v) + " s" for v in vals], "seconds (lower is better)", "Index build time")
+    files["build"] = _save(fig, out / PLOTS["build"])
 
     # QPS vs clients
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -332,10 +332,7 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     ax.grid(True, which="both", alpha=0.3)
     if lines:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    files["scaling"] = out / PLOTS["scaling"]
-    fig.savefig(files["scaling"], dpi=110)
-    plt.close(fig)
+    files["scaling"] = _save(fig, out / PLOTS["scaling"])
     return files
 
 
