@@ -277,17 +277,15 @@ class PgVectorStore(VectorStore):
                 for q in queries:
                     # positional order: select-list vector, filter values, order-by vector
                     rows = c.execute(query, [q, *args, q], binary=True).fetchall()
-                    hits = [self._hit(i, self._pg_distance(d), m) for i, d, m in rows]
+                    # <=> is 1 - cos, <-> Euclidean, <#> the negative inner product: vecface's
+                    # own distance convention already
+                    hits = [self._hit(i, d, m) for i, d, m in rows]
                     if flt:
                         hits.sort(key=lambda h: h.distance)  # iterative scans may be relaxed-order
                     out.append(hits)
             except psycopg.Error as e:
                 raise BackendError(f"pgvector search failed: {redact(str(e)).strip()}") from e
         return out
-
-    def _pg_distance(self, d: float) -> float:
-        # <#> is the negative inner product, <=> is 1 - cos, <-> is Euclidean: already our convention
-        return float(d)
 
     def _index_size(self) -> int | None:
         if isinstance(self._index, Exact):
