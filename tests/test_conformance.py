@@ -14,6 +14,7 @@ from vecface.errors import (
     InvalidFilter,
     InvalidName,
     NonFiniteVector,
+    StoreClosed,
     UnknownCollection,
     UnsupportedIndex,
 )
@@ -285,5 +286,5 @@ def test_drop_removes_collection(store_factory):
 def test_closed_store_refuses(store_factory):
     s = store_factory(dim=8)
     s.close()
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(StoreClosed):
         s.count()

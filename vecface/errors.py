@@ -40,6 +40,18 @@ class UnknownCollection(VecfaceError, LookupError):
     """The collection does not exist (and was not asked to be created)."""
 
 
+class UnknownRecord(VecfaceError, LookupError):
+    """No record with that id is stored in the collection."""
+
+
+class StoreClosed(VecfaceError):
+    """The store handle was closed (or dropped) and cannot be used any more."""
+
+
+class UnsupportedOperation(VecfaceError):
+    """The backend has no way to do this (for example a one-row-at-a-time insert in-process)."""
+
+
 class CollectionMismatch(VecfaceError):
     """An existing collection has a different dimension or metric than requested."""
 

@@ -12,7 +12,14 @@ from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import CollectionMismatch, InvalidArgument, UnknownCollection, UnsupportedIndex
+from .errors import (
+    CollectionMismatch,
+    InvalidArgument,
+    StoreClosed,
+    UnknownCollection,
+    UnsupportedIndex,
+    UnsupportedOperation,
+)
 from .types import (
     Exact,
     Hit,
@@ -39,8 +46,13 @@ class VectorStore(abc.ABC):
     Opening an existing collection with a different dim or metric raises CollectionMismatch.
     """
 
+    # ---- capabilities: what the backend can do, asked by the bench and the CLI, never guessed
     backend: ClassVar[str] = "?"
     supported_indexes: ClassVar[tuple[str, ...]] = ("exact",)
+    #: the engine runs inside this process (no server, no connection between client and index)
+    in_process: ClassVar[bool] = False
+    #: how building an index works where it is not "build over the stored rows" (said in reports)
+    build_note: ClassVar[str | None] = None
 
     def __init__(self, collection: str, dim: int | None = None, metric: Metric | str | None = None,
                  *, create: bool = True):
@@ -215,9 +227,31 @@ class VectorStore(abc.ABC):
         state = "closed" if self._closed else f"dim={self.dim}, metric={self.metric.label}, index={self._index}"
         return f"<{type(self).__name__} {self.name!r} {state}>"
 
+    # ------------------------------------------------------------------ capabilities / measurement hooks
+    def server_versions(self) -> dict[str, str]:
+        """Versions of the server side (engine, extension), for reports. In-process: {}."""
+        return {}
+
+    def storage_bytes(self) -> int | None:
+        """Bytes the collection's rows take in the backend (table, objects, files), where told."""
+        return None
+
+    def insert_one_by_one(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Mapping[str, Any]],
+                          tick: Any = None) -> str:
+        """The naive baseline the bulk load is compared with: insert rows one at a time into a scratch
+        place of the backend (never this collection), calling ``tick(1)`` per row; returns what it did
+        in words. Raises UnsupportedOperation where the backend has no per-row path."""
+        raise UnsupportedOperation(f"the {self.backend} backend has no one-row-at-a-time insert path")
+
+    def raw_searcher(self, k: int) -> Any:
+        """A function ``f(query_vector) -> ids`` that makes the engine's own client call on this
+        collection's index with the current query parameters and nothing of vecface around it (no
+        validation, no metadata, no Hit objects): the baseline vecface's own cost is measured against."""
+        raise UnsupportedOperation(f"the {self.backend} backend has no raw search baseline")
+
     def _check_open(self) -> None:
         if self._closed:
-            raise InvalidArgument(f"the store for {self.name!r} is closed")
+            raise StoreClosed(f"the store for {self.name!r} is closed")
 
     def _hit(self, id_: str, distance: float, metadata: dict[str, Any]) -> Hit:
         distance = float(distance)
