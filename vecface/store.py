@@ -51,6 +51,9 @@ class VectorStore(abc.ABC):
     supported_indexes: ClassVar[tuple[str, ...]] = ("exact",)
     #: the engine runs inside this process (no server, no connection between client and index)
     in_process: ClassVar[bool] = False
+    #: the ways of running a filtered search the backend offers (``set_query_params(filter_strategy=)``);
+    #: the first is its default
+    filter_strategies: ClassVar[tuple[str, ...]] = ()
     #: how building an index works where it is not "build over the stored rows" (said in reports)
     build_note: ClassVar[str | None] = None
 
@@ -192,11 +195,16 @@ class VectorStore(abc.ABC):
         self._build_index(spec)
         self._index = spec
 
-    def set_query_params(self, ef_search: int | None = None, probes: int | None = None) -> None:
-        """Query-time knobs for the index already built: HNSW ``ef_search``, IVFFlat ``probes``.
-        Never rebuilds the index."""
+    def set_query_params(self, ef_search: int | None = None, probes: int | None = None,
+                         filter_strategy: str | None = None) -> None:
+        """Query-time knobs for the index already built: HNSW ``ef_search``, IVFFlat ``probes``, and
+        ``filter_strategy`` (one of the backend's ``filter_strategies``). Never rebuilds the index."""
         self._check_open()
-        self._query = QueryParams(ef_search=ef_search, probes=probes)
+        if filter_strategy is not None and filter_strategy not in self.filter_strategies:
+            raise InvalidArgument(
+                f"the {self.backend} backend has no filter strategy {filter_strategy!r}; it has: "
+                + (", ".join(self.filter_strategies) or "none"))
+        self._query = QueryParams(ef_search=ef_search, probes=probes, filter_strategy=filter_strategy)
         self._apply_query_params()
 
     def index_size_bytes(self) -> int | None:
