@@ -367,9 +367,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 def _default_embedder():
     """vecface's default (CLIP) embedder, imported only when an image dataset is used."""
     try:
-        from vecface.embed import make_embedder
+        from vecface.embedders import make_embedder
     except ImportError as e:
-        raise InvalidArgument("no vecface embedder is available (vecface.embed); pass embedder=") from e
+        raise InvalidArgument("no vecface embedder is available (vecface.embedders); pass embedder=") from e
     return make_embedder("clip")
 
 

@@ -94,7 +94,7 @@ def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[int], *,
              prepare: Callable[[Any], Any], infer: Callable[[list[Any]], Any], workers: int,
              progress: Callable[[str], None], repeat: int = 1) -> list[EmbedBenchRow]:
-    from vecface.embed import pipelined
+    from vecface.embedders import pipelined
 
     n = len(images)
     infer([prepare(x) for x in images[:2]])  # warm up (first call allocates, loads kernels)
@@ -135,7 +135,9 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
 
         if torch_threads:
             torch.set_num_threads(torch_threads)
-        from vecface.embed import CLIPEmbedder, build_random_clip
+        from vecface.embedders import CLIPEmbedder
+
+        from .random_clip import build_random_clip
         from vecface.errors import ModelUnavailable
 
         env.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
@@ -159,14 +161,14 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
                              repeat=repeat)
         finally:
             if tmp is not None:
-                from vecface.embed import clear_model_cache
+                from vecface.embedders import clear_model_cache
 
                 clear_model_cache()
                 tmp.cleanup()
     if dlib:
         import dlib as _dlib
 
-        from vecface.embed import make_embedder
+        from vecface.embedders import make_embedder
 
         env["dlib"] = _dlib.__version__
         emb = make_embedder("face-dlib")

@@ -107,3 +107,58 @@ def clustered(n: int, dim: int, *, clusters: int = 20, spread: float = 0.35, see
     x = centres[rng.integers(0, clusters, n)] + spread * rng.normal(size=(n, dim))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x.astype(np.float32)
+
+
+# ---------------------------------------------------------------- shared image builders and embedders
+# (import them with ``from .conftest import astronaut, encode, png_bomb``)
+
+def skimage_photo(name: str) -> np.ndarray:
+    """One of scikit-image's sample photos (``astronaut``, ``chelsea``, ...); skips without it."""
+    data = pytest.importorskip("skimage.data")
+    return getattr(data, name)()
+
+
+def astronaut(size: int | None = None):
+    """skimage's astronaut portrait (one face) as an RGB PIL image, 512 px or resized to ``size``."""
+    from PIL import Image
+
+    img = Image.fromarray(skimage_photo("astronaut"))
+    return img if size is None else img.resize((size, size), Image.BICUBIC)
+
+
+def encode(img, fmt: str = "PNG", **kw) -> bytes:
+    """``img`` (a PIL image) encoded as ``fmt``, in memory."""
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_bomb(w: int = 50_000, h: int = 50_000) -> bytes:
+    """A valid 1x1 PNG whose header claims w x h pixels (a few dozen bytes)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    raw = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
+    raw[16:24] = struct.pack(">II", w, h)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])) & 0xFFFFFFFF)
+    return bytes(raw)
+
+
+@pytest.fixture(scope="session")
+def dlib_embedder():
+    """The real dlib face embedder (HOG, 5-point, ResNet), loaded once per test session."""
+    from vecface.embedders import make_embedder
+
+    return make_embedder("face-dlib")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    """A tiny CLIP with random weights (16-d, 32 px) saved as a sentence-transformers directory."""
+    from vecface.bench.random_clip import build_random_clip
+
+    return str(build_random_clip(tmp_path_factory.mktemp("models") / "tiny-clip", "tiny"))

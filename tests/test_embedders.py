@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vecface.embed import CLIPEmbedder, EmbedderSpec, build_random_clip, load_sentence_transformer, make_embedder
+from vecface.embedders import CLIPEmbedder, EmbedderSpec, load_sentence_transformer, make_embedder
 from vecface.errors import ImageError, InvalidArgument, ModelUnavailable, VecfaceError
 from vecface.images import decode_image, scan_images
-from vecface.ingest import Manifest, ingest_folder
+from vecface.ingest import ingest_folder
+from vecface.manifest import Manifest
+
+from .conftest import encode
 from vecface.search import search_id, search_image, search_text
 
 skimage_data = pytest.importorskip("skimage.data")
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory) -> str:
-    return str(build_random_clip(tmp_path_factory.mktemp("models") / "tiny-clip", "tiny"))
 
 
 def photos() -> dict[str, Image.Image]:
@@ -39,8 +37,8 @@ def test_tiny_clip_dims_and_unit_norm(tiny_clip):
     gray = imgs[0].convert("L")
     rgba = imgs[1].convert("RGBA")
     palette = imgs[2].convert("P")
-    cmyk = Image.open(io.BytesIO(_encode(imgs[3].convert("CMYK"), "JPEG")))
-    inputs = imgs + [gray, rgba, palette, cmyk, skimage_data.camera(), _encode(imgs[0], "PNG")]
+    cmyk = Image.open(io.BytesIO(encode(imgs[3].convert("CMYK"), "JPEG")))
+    inputs = imgs + [gray, rgba, palette, cmyk, skimage_data.camera(), encode(imgs[0], "PNG")]
     vecs = emb.embed_images(inputs, batch_size=3)
     assert vecs.shape == (len(inputs), 16) and vecs.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -78,17 +76,17 @@ def test_decode_applies_exif_orientation_and_rgb():
     img = Image.new("RGB", (40, 20), (255, 0, 0))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    out = decode_image(_encode(img, "JPEG", exif=exif.tobytes()))
+    out = decode_image(encode(img, "JPEG", exif=exif.tobytes()))
     assert out.size == (20, 40) and out.mode == "RGB"
     two = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
-    assert decode_image(_encode(two, "PNG")).getpixel((0, 0)) == (255, 255, 255)  # transparent -> white
+    assert decode_image(encode(two, "PNG")).getpixel((0, 0)) == (255, 255, 255)  # transparent -> white
     frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
     r, g, b = decode_image(buf.getvalue()).getpixel((4, 4))
     assert r > 200 and b < 50  # the first frame
     with pytest.raises(ImageError, match="decompression bomb"):
-        decode_image(_encode(Image.new("L", (200, 200)), "PNG"), max_pixels=10_000)
+        decode_image(encode(Image.new("L", (200, 200)), "PNG"), max_pixels=10_000)
 
 
 def test_scan_is_recursive_and_case_insensitive(tmp_path):
@@ -128,8 +126,3 @@ def test_clip_text_and_image_search_each_backend(store_factory, tiny_clip, tmp_p
     with pytest.raises(VecfaceError, match="no record"):
         search_id(store, "nope", k=3)
 
-
-def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()

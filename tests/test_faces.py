@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vecface.embed import make_embedder
+from vecface.embedders import DetectorOptions, detect_faces, make_embedder
 from vecface.errors import InvalidArgument, NoFaceFound
-from vecface.faces import DetectorOptions, detect_faces
-from vecface.ingest import Manifest, ingest_folder
+from vecface.ingest import ingest_folder
+from vecface.manifest import Manifest
 from vecface.search import search_image
+
+from .conftest import astronaut as astronaut_photo
+from .conftest import encode
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -21,18 +24,16 @@ FACE = (76, 265, 166, 175)
 
 
 def astronaut() -> np.ndarray:
-    return skimage_data.astronaut()
+    return np.asarray(astronaut_photo())
 
 
 def variants() -> dict[str, np.ndarray]:
     """The same face after flip, resize and JPEG re-encoding."""
-    img = Image.fromarray(astronaut())
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=40)
+    img = astronaut_photo()
     return {
         "flipped": np.ascontiguousarray(astronaut()[:, ::-1]),
         "resized": np.asarray(img.resize((360, 360), Image.BICUBIC)),
-        "jpeg": np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")),
+        "jpeg": np.asarray(Image.open(io.BytesIO(encode(img, "JPEG", quality=40))).convert("RGB")),
     }
 
 
@@ -41,11 +42,6 @@ def iou(a, b) -> float:
     inter = max(0, r - l) * max(0, bo - t)
     area = lambda x: (x[1] - x[3]) * (x[2] - x[0])  # noqa: E731
     return inter / (area(a) + area(b) - inter)
-
-
-@pytest.fixture(scope="module")
-def dlib_embedder():
-    return make_embedder("face-dlib")
 
 
 def test_dlib_finds_the_astronaut_face(dlib_embedder):
@@ -130,11 +126,8 @@ def test_ingest_then_search_each_backend(store_factory, dlib_embedder, tmp_path)
     assert search_image(store, dlib_embedder, astronaut(), k=3, tag="nobody").hits == []
 
 
-def test_face_clip_embeds_each_face(tmp_path_factory):
-    from vecface.embed import build_random_clip
-
-    model = build_random_clip(tmp_path_factory.mktemp("clip") / "tiny", "tiny")
-    emb = make_embedder("face-clip", model=str(model), device="cpu")
+def test_face_clip_embeds_each_face(tiny_clip):
+    emb = make_embedder("face-clip", model=tiny_clip, device="cpu")
     pair = np.concatenate([astronaut(), np.ascontiguousarray(astronaut()[:, ::-1])], axis=1)
     faces = emb.faces(pair)
     assert len(faces) == 2 and faces[0].bbox[3] < faces[1].bbox[3]  # numbered left to right

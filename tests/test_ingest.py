@@ -3,52 +3,45 @@ and a run killed with SIGKILL then finished by a re-run. Real dlib face model, r
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from vecface.embed import make_embedder
-from vecface.ingest import EXIT_SKIPPED, Manifest, ingest_folder, record_id
+from vecface.ingest import EXIT_SKIPPED, ingest_folder, record_id
+from vecface.manifest import Manifest
+
+from .conftest import astronaut, encode, png_bomb
 
 skimage_data = pytest.importorskip("skimage.data")
 
 CLI = [sys.executable, "-m", "vecface.cli_search"]
 
-
-def astronaut(size: int = 320) -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut()).resize((size, size), Image.BICUBIC)
-
-
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def png_bomb(w: int = 50_000, h: int = 50_000) -> bytes:
-    """A valid 1x1 PNG whose header claims w x h pixels (a few dozen bytes, 2.5 gigapixels)."""
-    raw = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    raw[16:24] = struct.pack(">II", w, h)
-    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])) & 0xFFFFFFFF)
-    return bytes(raw)
+# ingest one file per batch, sleeping 0.4 s after each, so a test can kill it midway
+SLOW_INGEST = """
+import json, sys, time
+import vecface
+from vecface.embedders import make_embedder
+from vecface.ingest import ingest_folder
+root, backend, name, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+with vecface.open_store(backend, name, 128, "cosine", **options) as store:
+    ingest_folder(store, root, make_embedder("face-dlib"), batch_size=1, progress=False,
+                  on_batch=lambda report: time.sleep(0.4))
+"""
 
 
 def build_folder(root: Path) -> dict:
     """Good face photos in several formats and nested folders, a duplicate, and each bad kind.
     Returns what ingest must report."""
-    face = astronaut()
+    face = astronaut(320)
     jpg = encode(face, "JPEG", quality=90)
     good = {
         "astro.jpg": jpg,
@@ -89,11 +82,6 @@ def build_folder(root: Path) -> dict:
         reasons["bad/locked.jpg"] = "unreadable"
     return {"good": sorted(str((root / r).absolute()) for r in good),
             "skipped": {str((root / r).absolute()): why for r, why in reasons.items()}}
-
-
-@pytest.fixture(scope="module")
-def dlib_embedder():
-    return make_embedder("face-dlib")
 
 
 def check_skips(report, expected: dict) -> None:
@@ -190,8 +178,9 @@ def test_sigkill_midway_then_rerun(store_factory, tmp_path, vecface_home):
     store.close()  # the CLI process owns the collection while it runs
     cmd = CLI + ["ingest", str(root), "--backend", backend, "--collection", name, "--embedder", "face-dlib",
                  "--batch-size", "1", "--no-progress", *_cli_flags(store_factory)]
-    env = {**os.environ, "VECFACE_INGEST_BATCH_DELAY": "0.4"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # the run to kill: the same ingest through the library, slowed down by its on_batch callback
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_INGEST, str(root), backend, name,
+                             json.dumps(store_factory.options)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     manifest_path = Path(os.environ["VECFACE_HOME"]) / "ingest.sqlite"
     deadline = time.monotonic() + 120
     try:

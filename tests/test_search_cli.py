@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vecface.cli_search import register
-from vecface.embed import build_random_clip
+from vecface.bench.random_clip import build_random_clip
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -18,7 +18,8 @@ skimage_data = pytest.importorskip("skimage.data")
 from fastapi.testclient import TestClient  # noqa: E402  (the web extra: a missing one is an error)
 
 import vecface  # noqa: E402
-from vecface.embed import build_random_clip, make_embedder  # noqa: E402
+from vecface.bench.random_clip import build_random_clip  # noqa: E402
+from vecface.embedders import make_embedder  # noqa: E402
 from vecface.ingest import ingest_folder  # noqa: E402
 from vecface.web.app import MAX_K, create_app  # noqa: E402
 

@@ -70,7 +70,7 @@ def server(tmp_path_factory, faiss_options, vecface_home):
 @pytest.fixture(scope="module")
 def clip_server(tmp_path_factory, faiss_options, vecface_home):
     """The web app for a CLIP collection (tiny random weights)."""
-    from vecface.embed import build_random_clip
+    from vecface.bench.random_clip import build_random_clip
     from vecface.web.app import create_app
 
     model = build_random_clip(tmp_path_factory.mktemp("browser-clip") / "model")

@@ -85,8 +85,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     ) -> None:
         """Embed every image under PATH into a collection (idempotent and resumable)."""
-        from .embed import EmbedderSpec, make_embedder
-        from .ingest import EXIT_ERROR, Manifest, ingest_folder
+        from .embedders import EmbedderSpec, make_embedder
+        from .ingest import EXIT_ERROR, ingest_folder
+        from .manifest import Manifest
         from .registry import open_store
 
         _set_data_dir(data_dir)

@@ -8,7 +8,7 @@ How it stays exact
   root) is used so ingesting ``~/photos`` and later ``~/photos/2024`` does not store a file twice;
   the price is that a moved folder is new data. Two copies of one photo at two paths are two
   files, each with its own records.
-* **The manifest** is a small SQLite database in vecface's data directory (``ingest.sqlite``),
+* **The manifest** (:mod:`vecface.manifest`) is a small SQLite database in vecface's data directory (``ingest.sqlite``),
   keyed by (backend, collection). It remembers the embedder a collection was built with (so
   ``vecface search`` needs only ``--backend`` and ``--collection``) and, for each path, the content
   hash, tag and record ids stored for it. The vector stores only search and fetch by id; they have
@@ -30,10 +30,7 @@ How it stays exact
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import sqlite3
-import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -45,111 +42,21 @@ from typing import Any, Callable
 import numpy as np
 
 from .config import data_dir
-from .embed import Embedder, EmbedderSpec
+from .embedders import Embedder
 from .errors import ImageError, InvalidArgument
 from .images import content_hash, read_file, scan_images
+from .manifest import FileState, Manifest, check_embedder
 from .store import VectorStore
 
-MANIFEST_NAME = "ingest.sqlite"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SKIPPED = 3  # the run finished, but some files were skipped (listed in the log)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    backend TEXT NOT NULL, collection TEXT NOT NULL, embedder TEXT NOT NULL, dim INTEGER NOT NULL,
-    created TEXT NOT NULL, PRIMARY KEY (backend, collection));
-CREATE TABLE IF NOT EXISTS files (
-    backend TEXT NOT NULL, collection TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
-    tag TEXT, ids TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (backend, collection, path));
-"""
 
 
 def record_id(path: str, sha256: str, bbox: Any = None) -> str:
     """The stable id of one record: absolute path + content hash + bbox (None: the whole image)."""
     box = "image" if bbox is None else ",".join(str(int(v)) for v in bbox)
     return hashlib.sha256(f"{path}\n{sha256}\n{box}".encode()).hexdigest()[:32]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class FileState:
-    sha256: str
-    tag: str | None
-    ids: list[str]
-
-
-class Manifest:
-    """What ingest stored, per (backend, collection): the embedder and each path's hash and ids."""
-
-    def __init__(self, path: str | os.PathLike[str] | None = None):
-        self.path = Path(path) if path else data_dir() / MANIFEST_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "Manifest":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # collections
-    def embedder(self, backend: str, collection: str) -> tuple[EmbedderSpec, int] | None:
-        row = self._db.execute("SELECT embedder, dim FROM collections WHERE backend=? AND collection=?",
-                               (backend, collection)).fetchone()
-        return (EmbedderSpec.from_json(row[0]), int(row[1])) if row else None
-
-    def set_embedder(self, backend: str, collection: str, spec: EmbedderSpec, dim: int) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO collections (backend, collection, embedder, dim, created) VALUES (?,?,?,?,?) "
-                "ON CONFLICT (backend, collection) DO UPDATE SET embedder=excluded.embedder, dim=excluded.dim",
-                (backend, collection, spec.to_json(), dim, _now()))
-
-    def forget_collection(self, backend: str, collection: str) -> None:
-        with self._lock:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM files WHERE backend=? AND collection=?", (backend, collection))
-            self._db.execute("DELETE FROM collections WHERE backend=? AND collection=?", (backend, collection))
-            self._db.execute("COMMIT")
-
-    # files
-    def files(self, backend: str, collection: str) -> dict[str, FileState]:
-        rows = self._db.execute("SELECT path, sha256, tag, ids FROM files WHERE backend=? AND collection=?",
-                                (backend, collection))
-        return {p: FileState(h, t, json.loads(ids)) for p, h, t, ids in rows}
-
-    def record_count(self, backend: str, collection: str) -> int:
-        return sum(len(s.ids) for s in self.files(backend, collection).values())
-
-    def commit(self, backend: str, collection: str, done: dict[str, FileState], forget: list[str] = ()) -> None:
-        """Mark files done (after their records are committed to the store), in one transaction."""
-        now = _now()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for p in forget:
-                    self._db.execute("DELETE FROM files WHERE backend=? AND collection=? AND path=?",
-                                     (backend, collection, p))
-                self._db.executemany(
-                    "INSERT INTO files (backend, collection, path, sha256, tag, ids, updated) VALUES (?,?,?,?,?,?,?) "
-                    "ON CONFLICT (backend, collection, path) DO UPDATE SET sha256=excluded.sha256, "
-                    "tag=excluded.tag, ids=excluded.ids, updated=excluded.updated",
-                    [(backend, collection, p, s.sha256, s.tag, json.dumps(s.ids), now) for p, s in done.items()])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
 
 
 # ---------------------------------------------------------------- report
@@ -213,23 +120,6 @@ class _Loaded:
     unchanged: bool = False
 
 
-def check_embedder(manifest: Manifest, store: VectorStore, embedder: Embedder) -> None:
-    """Record the collection's embedder at first ingest; refuse a different one later."""
-    spec = embedder.spec()
-    known = manifest.embedder(store.backend, store.name)
-    if known is not None and known[0].identity() != spec.identity():
-        was = known[0]
-        raise InvalidArgument(
-            f"collection {store.name!r} was ingested with --embedder {was.kind}"
-            + (f" --model {was.model}" if was.model else "")
-            + f"; this run asks for {spec.kind}" + (f" --model {spec.model}" if spec.model else "")
-            + ": use another --collection for another embedder")
-    if embedder.dim != store.dim:
-        raise InvalidArgument(f"collection {store.name!r} holds {store.dim}-d vectors but the {embedder.kind} "
-                              f"embedder makes {embedder.dim}-d ones")
-    manifest.set_embedder(store.backend, store.name, spec, embedder.dim)
-
-
 def _reconcile(manifest: Manifest, store: VectorStore, known: dict[str, FileState]) -> dict[str, FileState]:
     """Drop manifest entries whose records are not all in the store (see the module docstring)."""
     expected = sum(len(s.ids) for s in known.values())
@@ -267,7 +157,6 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     own_manifest = manifest is None
     manifest = manifest or Manifest()
     t0 = time.perf_counter()
-    delay = float(os.environ.get("VECFACE_INGEST_BATCH_DELAY", "0") or 0)  # test hook: slow a run down
     try:
         check_embedder(manifest, store, embedder)
         files = scan_images(root)
@@ -301,8 +190,6 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                 bar.advance(len(batch))
                 if on_batch is not None:
                     on_batch(report)
-                if delay:
-                    time.sleep(delay)
             batch, stale = [], []
 
         with bar, ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vecface-ingest") as pool:
@@ -341,7 +228,7 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
 
 def _size_of(prepared: Any) -> tuple[int, int] | None:
     """The original (width, height) where the prepared form keeps it (face images do)."""
-    from .faces import FaceImage
+    from .embedders.faces import FaceImage
 
     return tuple(prepared.size) if isinstance(prepared, FaceImage) else None
 

@@ -3,7 +3,7 @@
 Library use::
 
     from vecface import open_store
-    from vecface.embed import make_embedder
+    from vecface.embedders import make_embedder
     from vecface.search import search_image, search_text, search_id
 
     emb = make_embedder("face-dlib")
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .embed import Embedder, EmbedderSpec, make_embedder
+from .embedders import Embedder, EmbedderSpec, make_embedder
 from .errors import InvalidArgument, NoFaceFound, UnknownCollection
 from .store import VectorStore
 from .types import Hit
@@ -130,7 +130,7 @@ def search_id(store: VectorStore, record_id: str, k: int = 10, *, tag: str | lis
 
 def collection_embedder(backend: str, collection: str, manifest: Any = None) -> EmbedderSpec:
     """The embedder spec recorded when ``collection`` was first ingested."""
-    from .ingest import Manifest
+    from .manifest import Manifest
 
     own = manifest is None
     manifest = manifest or Manifest()

@@ -50,7 +50,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise MissingDependency(getattr(e, "name", None) or "fastapi", extra="web", purpose="vecface serve") from e
 
 from ..config import data_dir as vecface_data_dir
-from ..embed import Embedder, l2_normalise
+from ..embedders import Embedder, l2_normalise
 from ..errors import (
     BackendError,
     BackendUnavailable,
@@ -138,7 +138,7 @@ class SearchService:
         self.lock = threading.Lock()
         self._owns_store = store is None
         if store is None or embedder is None:
-            from ..ingest import MANIFEST_NAME, Manifest
+            from ..manifest import MANIFEST_NAME, Manifest
             from ..search import collection_embedder, open_collection
 
             with Manifest(self.home / MANIFEST_NAME) as manifest:
@@ -146,7 +146,7 @@ class SearchService:
                     store, embedder = open_collection(backend, collection, model=model, device=device,
                                                       manifest=manifest, **(store_options or {}))
                 else:
-                    from ..embed import make_embedder
+                    from ..embedders import make_embedder
 
                     embedder = make_embedder(collection_embedder(backend, collection, manifest),
                                              model=model, device=device)

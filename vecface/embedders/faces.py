@@ -28,8 +28,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .embed import CLIPEmbedder, Embedder, EmbedderSpec, Item, l2_normalise
-from .errors import InvalidArgument, MissingDependency, ModelUnavailable
+from ..errors import InvalidArgument, MissingDependency, ModelUnavailable
+from .base import Embedder, EmbedderSpec, Item, l2_normalise
+from .clip import CLIPEmbedder
 
 DETECTORS = ("hog", "cnn", "haar")
 
@@ -195,7 +196,7 @@ def _haar_cascade() -> Any:
 
 def prepare_face_image(image: Any, options: DetectorOptions, max_pixels: int | None = None) -> FaceImage:
     """Decode and downscale a photo for detection (thread-safe; runs in ingest's worker pool)."""
-    from .images import decode_image, shrink
+    from ..images import decode_image, shrink
 
     img = decode_image(image, max_pixels=max_pixels)
     size = img.size
@@ -342,7 +343,7 @@ class ClipFaceEmbedder(FaceEmbedder):
     def _embed_boxes(self, fi: FaceImage, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
         from PIL import Image
 
-        from .images import shrink
+        from ..images import shrink
 
         h, w = fi.array.shape[:2]
         crops = []

@@ -1,0 +1,133 @@
+"""The ingest manifest: what ingest stored, per (backend, collection).
+
+A small SQLite database in vecface's data directory (``ingest.sqlite``). It remembers the embedder
+a collection was built with (so ``vecface search`` needs only ``--backend`` and ``--collection``)
+and, for each path, the content hash, tag and record ids stored for it. The vector stores only
+search and fetch by id; they have no cheap "list ids by path", so this is where ingest looks up
+what is already stored. :func:`check_embedder` records a collection's embedder at first ingest and
+refuses another one later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .config import data_dir
+from .embedders import Embedder, EmbedderSpec
+from .errors import InvalidArgument
+from .store import VectorStore
+
+MANIFEST_NAME = "ingest.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    backend TEXT NOT NULL, collection TEXT NOT NULL, embedder TEXT NOT NULL, dim INTEGER NOT NULL,
+    created TEXT NOT NULL, PRIMARY KEY (backend, collection));
+CREATE TABLE IF NOT EXISTS files (
+    backend TEXT NOT NULL, collection TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,
+    tag TEXT, ids TEXT NOT NULL, updated TEXT NOT NULL, PRIMARY KEY (backend, collection, path));
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class FileState:
+    sha256: str
+    tag: str | None
+    ids: list[str]
+
+
+class Manifest:
+    """What ingest stored, per (backend, collection): the embedder and each path's hash and ids."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path else data_dir() / MANIFEST_NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "Manifest":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # collections
+    def embedder(self, backend: str, collection: str) -> tuple[EmbedderSpec, int] | None:
+        row = self._db.execute("SELECT embedder, dim FROM collections WHERE backend=? AND collection=?",
+                               (backend, collection)).fetchone()
+        return (EmbedderSpec.from_json(row[0]), int(row[1])) if row else None
+
+    def set_embedder(self, backend: str, collection: str, spec: EmbedderSpec, dim: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO collections (backend, collection, embedder, dim, created) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (backend, collection) DO UPDATE SET embedder=excluded.embedder, dim=excluded.dim",
+                (backend, collection, spec.to_json(), dim, _now()))
+
+    def forget_collection(self, backend: str, collection: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM files WHERE backend=? AND collection=?", (backend, collection))
+            self._db.execute("DELETE FROM collections WHERE backend=? AND collection=?", (backend, collection))
+            self._db.execute("COMMIT")
+
+    # files
+    def files(self, backend: str, collection: str) -> dict[str, FileState]:
+        rows = self._db.execute("SELECT path, sha256, tag, ids FROM files WHERE backend=? AND collection=?",
+                                (backend, collection))
+        return {p: FileState(h, t, json.loads(ids)) for p, h, t, ids in rows}
+
+    def record_count(self, backend: str, collection: str) -> int:
+        return sum(len(s.ids) for s in self.files(backend, collection).values())
+
+    def commit(self, backend: str, collection: str, done: dict[str, FileState], forget: list[str] = ()) -> None:
+        """Mark files done (after their records are committed to the store), in one transaction."""
+        now = _now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for p in forget:
+                    self._db.execute("DELETE FROM files WHERE backend=? AND collection=? AND path=?",
+                                     (backend, collection, p))
+                self._db.executemany(
+                    "INSERT INTO files (backend, collection, path, sha256, tag, ids, updated) VALUES (?,?,?,?,?,?,?) "
+                    "ON CONFLICT (backend, collection, path) DO UPDATE SET sha256=excluded.sha256, "
+                    "tag=excluded.tag, ids=excluded.ids, updated=excluded.updated",
+                    [(backend, collection, p, s.sha256, s.tag, json.dumps(s.ids), now) for p, s in done.items()])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+
+def check_embedder(manifest: Manifest, store: VectorStore, embedder: Embedder) -> None:
+    """Record the collection's embedder at first ingest; refuse a different one later."""
+    spec = embedder.spec()
+    known = manifest.embedder(store.backend, store.name)
+    if known is not None and known[0].identity() != spec.identity():
+        was = known[0]
+        raise InvalidArgument(
+            f"collection {store.name!r} was ingested with --embedder {was.kind}"
+            + (f" --model {was.model}" if was.model else "")
+            + f"; this run asks for {spec.kind}" + (f" --model {spec.model}" if spec.model else "")
+            + ": use another --collection for another embedder")
+    if embedder.dim != store.dim:
+        raise InvalidArgument(f"collection {store.name!r} holds {store.dim}-d vectors but the {embedder.kind} "
+                              f"embedder makes {embedder.dim}-d ones")
+    manifest.set_embedder(store.backend, store.name, spec, embedder.dim)
