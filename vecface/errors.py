@@ -86,6 +86,10 @@ class BackendError(VecfaceError):
     """The backend refused or failed an operation (reported with its own message)."""
 
 
+class CollectionBusy(BackendError):
+    """Another writer held the collection's writer lock for longer than the wait allowed."""
+
+
 class IngestFailed(BackendError):
     """Some records of a batch were not stored; ``failures`` lists (id, reason) pairs."""
 
