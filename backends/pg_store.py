@@ -1,24 +1,26 @@
 """pgvector backend: one table per collection in PostgreSQL with the pgvector extension.
 
-Table ``vecface_<name>``: ``id text primary key, embedding vector(d), tag text, path text,
-metadata jsonb``; a btree on ``tag`` for filters. A catalog table ``vecface_collections`` keeps
-each collection's dimension, metric and index.
+The pieces: ``pg_conn`` (connections, error conversion, read replicas), ``pg_schema`` (names in
+vecface's own schema, the catalog, DDL, the old layout's migration, pgvector's limits),
+``pg_load`` (binary COPY per batch, merges, parallel streams, the row-by-row baseline) and
+``pg_query`` (the search statement, filters, filter strategies, the raw baseline query).
 
-Writes: each batch is one transaction. A batch of new ids goes straight into the table with
-``COPY ... FORMAT BINARY``; a batch that holds an existing id is sent by binary COPY into a
-temporary staging table and merged with ``INSERT ... ON CONFLICT (id) DO UPDATE``. Either way a
-failed batch never touches what earlier batches stored. Indexes are built after the load with
-``maintenance_work_mem`` and parallel maintenance workers set. Searches ``ORDER BY embedding
-<op> query`` with the operator of the collection's metric, which is exactly what its index
-serves; ``hnsw.ef_search`` / ``ivfflat.probes`` are set per query group, and filtered searches
-use pgvector 0.8's iterative index scans (results re-sorted by exact distance).
+Every method that talks to the server turns psycopg's errors into vecface's in one way
+(``converts_errors``): a lost or refused connection is BackendUnavailable, anything the server
+refused is BackendError. Indexes are built after the load with ``maintenance_work_mem`` and
+parallel maintenance workers set; searches order by the operator of the collection's metric,
+which is exactly what its index serves.
+
+With ``read_dsns`` (hot standbys of the primary ``dsn``), writes, index builds and the catalog use
+the primary and searches go round-robin over the standbys, falling back to the primary when one
+is down; ``read_your_writes=True`` makes a search on a standby wait until it has replayed this
+store's last write.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,7 +28,6 @@ try:
     import psycopg
     from psycopg import sql
     from psycopg.types.json import Jsonb
-    from pgvector.psycopg import register_vector
 except ImportError as e:  # pragma: no cover - depends on the environment
     from vecface.errors import MissingDependency
 
@@ -34,267 +35,243 @@ except ImportError as e:  # pragma: no cover - depends on the environment
                             purpose="the pgvector backend") from e
 
 from vecface.config import redact
-from vecface.errors import BackendError, BackendUnavailable
+from vecface.errors import InvalidArgument
 from vecface.store import VectorStore
-from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
+from vecface.types import HNSW, Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
 
-from . import pg_server
+from . import pg_load, pg_query, pg_schema, pg_server
+from .pg_conn import Router, close_connection, converts_errors, open_connection, versions
 
-CATALOG = "vecface_collections"
+#: an upsert of at least this many rows into an empty collection is written over several connections
+PARALLEL_MIN_ROWS = 20_000
+
+
+def _env_list(name: str) -> list[str]:
+    return [d.strip() for d in os.environ.get(name, "").split(",") if d.strip()]
 
 
 class PgVectorStore(VectorStore):
     backend = "pgvector"
     supported_indexes = ("exact", "hnsw", "ivfflat")
+    filter_strategies = pg_query.STRATEGIES
 
     def __init__(self, collection: str, dim: int | None = None, metric: Metric | str | None = None, *,
                  create: bool = True, dsn: str | None = None, data_dir: str | os.PathLike[str] | None = None,
-                 maintenance_work_mem: str | None = None):
+                 maintenance_work_mem: str | None = None, read_dsns: Sequence[str] | None = None,
+                 read_your_writes: bool = False, load_streams: int | None = None):
         self._dsn_arg = dsn or os.environ.get("VECFACE_PG_DSN") or None
+        self._read_dsns = list(read_dsns) if read_dsns is not None else _env_list("VECFACE_PG_READ_DSNS")
+        if self._read_dsns and self._dsn_arg is None:
+            raise InvalidArgument("read_dsns are standbys of a primary: give the primary's dsn too")
+        self._read_your_writes = bool(read_your_writes)
         self._data_dir = data_dir
-        self._embedded = self._dsn_arg is None
         self._mwm = maintenance_work_mem
-        self._conn: psycopg.Connection | None = None
-        self._lock = threading.RLock()
-        self._applied: tuple[int | None, int | None] | None = None
-        self._direct_copy = True
+        self._streams = load_streams if load_streams is not None else max(2, min(4, os.cpu_count() or 2))
+        if self._streams < 1:
+            raise InvalidArgument(f"load_streams must be at least 1, got {load_streams!r}")
+        self._router: Router | None = None
+        self._w: pg_load.Writer | None = None
         super().__init__(collection, dim, metric, create=create)
 
     # ------------------------------------------------------------------ connection
     @classmethod
-    def _open_connection(cls, dsn: str | None, data_dir: Any) -> tuple[psycopg.Connection, bool]:
-        embedded = dsn is None
-        uri = pg_server.acquire(data_dir) if embedded else dsn
-        try:
-            conn = psycopg.connect(uri, autocommit=True, connect_timeout=10)
-        except psycopg.Error as e:
-            if embedded:
-                pg_server.release(data_dir)
-            where = "the embedded PostgreSQL" if embedded else f"PostgreSQL at {redact(uri)}"
-            raise BackendUnavailable(f"cannot connect to {where}: {redact(str(e)).strip()}") from None
-        try:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            register_vector(conn)
-        except psycopg.Error as e:
-            conn.close()
-            if embedded:
-                pg_server.release(data_dir)
-            raise BackendUnavailable(
-                f"the pgvector extension is not available on that server: {redact(str(e)).strip()}") from None
-        return conn, embedded
-
-    @classmethod
     def probe(cls, dsn: str | None = None, data_dir: Any = None, **_: Any) -> str:
         dsn = dsn or os.environ.get("VECFACE_PG_DSN") or None
-        conn, embedded = cls._open_connection(dsn, data_dir)
+        conn, embedded, _ = open_connection(dsn, data_dir)
         try:
-            pg = conn.execute("SHOW server_version").fetchone()[0]
-            vec = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+            v = converts_errors("probe")(versions)(conn)
         finally:
-            conn.close()
-            if embedded:
-                pg_server.release(data_dir)
-        where = "embedded server, started on demand" if embedded else redact(dsn)
-        return f"PostgreSQL {pg.split()[0]} + pgvector {vec} ({where})"
+            close_connection(conn, embedded, data_dir)
+        where = "embedded server, started on demand" if dsn is None else redact(dsn)
+        return f"PostgreSQL {v['postgresql']} + pgvector {v['pgvector']} ({where})"
 
-    def server_versions(self) -> dict[str, str]:
-        c = self._c()
-        return {"postgresql": c.execute("SHOW server_version").fetchone()[0].split()[0],
-                "pgvector": c.execute("SELECT extversion FROM pg_extension WHERE extname='vector'").fetchone()[0]}
-
+    @converts_errors("connect")
     def _connect(self) -> None:
-        self._conn, self._embedded = self._open_connection(self._dsn_arg, self._data_dir)
-        self._conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {CATALOG} (name text PRIMARY KEY, dim int NOT NULL, "
-            "metric text NOT NULL, index jsonb NOT NULL)")
-        # let index scans continue past ef_search / probes when a filter removes candidates
-        self._conn.execute("SET hnsw.iterative_scan = relaxed_order")
-        self._conn.execute("SET ivfflat.iterative_scan = relaxed_order")
+        self._n = pg_schema.Names(self.name)
+        self._router = Router(self._dsn_arg, self._data_dir, self._read_dsns, self._read_your_writes)
+        try:
+            pg_schema.ensure_catalog(self._router.primary)
+        except BaseException:
+            self._router.close()
+            self._router = None
+            raise
 
     def _disconnect(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-                if self._embedded:
-                    pg_server.release(self._data_dir)
+        if self._router is not None:
+            router, self._router = self._router, None
+            router.close()
 
     def _c(self) -> psycopg.Connection:
-        assert self._conn is not None
-        return self._conn
-
-    # ------------------------------------------------------------------ identifiers
-    @property
-    def _table(self) -> sql.Identifier:
-        return sql.Identifier(f"vecface_{self.name}")
+        assert self._router is not None
+        return self._router.primary
 
     @property
-    def _stage(self) -> sql.Identifier:
-        return sql.Identifier(f"vecface_stage_{self.name}")
-
-    @property
-    def _index_name(self) -> str:
-        return f"vecface_{self.name}_embedding_idx"
+    def _lock(self):
+        assert self._router is not None
+        return self._router.lock
 
     # ------------------------------------------------------------------ catalog
+    @converts_errors("describe")
     def _describe(self) -> tuple[int, Metric, IndexSpec] | None:
-        row = self._c().execute(f"SELECT dim, metric, index FROM {CATALOG} WHERE name = %s",
-                                (self.name,)).fetchone()
+        row = pg_schema.describe(self._c(), self.name)
         if row is None:
             return None
+        pg_schema.ensure_columns(self._c(), self._n)
+        self._searcher = pg_query.Searcher(self._n, Metric.parse(row[1]).pg_operator)
         return int(row[0]), Metric.parse(row[1]), spec_from_dict(row[2])
 
+    @converts_errors("create")
     def _create(self) -> None:
-        c = self._c()
-        with self._lock, c.transaction():
-            c.execute(sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, embedding vector({d}) NOT NULL, "
-                "tag text, path text, metadata jsonb NOT NULL DEFAULT '{{}}')"
-            ).format(t=self._table, d=sql.Literal(self.dim)))
-            c.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} (tag)").format(
-                i=sql.Identifier(f"vecface_{self.name}_tag_idx"), t=self._table))
-            c.execute(f"INSERT INTO {CATALOG} (name, dim, metric, index) VALUES (%s, %s, %s, %s) "
-                      "ON CONFLICT (name) DO NOTHING",
-                      (self.name, self.dim, self.metric.label, Jsonb({"kind": "exact"})))
+        pg_schema.check_storable(self.dim)
+        with self._lock:
+            pg_schema.create_collection(self._c(), self._n, self.dim, self.metric.label)
+        self._searcher = pg_query.Searcher(self._n, self.metric.pg_operator)
 
     # ------------------------------------------------------------------ writes
-    def _ensure_stage(self) -> None:
-        self._c().execute(sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {s} (id text, embedding vector({d}), tag text, path text, "
-            "metadata jsonb) ON COMMIT DELETE ROWS").format(s=self._stage, d=sql.Literal(self.dim)))
-
-    def _copy_rows(self, target: sql.Identifier, ids: list[str], vectors: np.ndarray,
-                   metadata: list[dict[str, Any]]) -> None:
-        with self._c().cursor().copy(sql.SQL(
-                "COPY {t} (id, embedding, tag, path, metadata) FROM STDIN WITH (FORMAT BINARY)"
-        ).format(t=target)) as cp:
-            cp.set_types(["text", "vector", "text", "text", "jsonb"])
-            for i, v, m in zip(ids, vectors, metadata):
-                cp.write_row((i, v, m.get("tag"), m.get("path"), Jsonb(m)))
-
+    @converts_errors("upsert")
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
-        """One batch, one transaction. New ids are COPYed straight into the table (the fast path);
-        if any id already exists, that attempt is rolled back to a savepoint and the batch goes
-        through the staging table and INSERT ... ON CONFLICT DO UPDATE instead. After one
-        conflict this store uses the staging path for the rest of its life."""
-        c = self._c()
         with self._lock:
-            try:
-                with c.transaction():
-                    if self._direct_copy:
-                        try:
-                            with c.transaction():  # a savepoint
-                                self._copy_rows(self._table, ids, vectors, metadata)
-                            return
-                        except psycopg.errors.UniqueViolation:
-                            self._direct_copy = False
-                    self._ensure_stage()
-                    self._copy_rows(self._stage, ids, vectors, metadata)
-                    c.execute(sql.SQL(
-                        "INSERT INTO {t} (id, embedding, tag, path, metadata) "
-                        "SELECT id, embedding, tag, path, metadata FROM {s} "
-                        "ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, tag = EXCLUDED.tag, "
-                        "path = EXCLUDED.path, metadata = EXCLUDED.metadata"
-                    ).format(t=self._table, s=self._stage))
-            except psycopg.Error as e:
-                raise BackendError(f"pgvector upsert of {len(ids)} rows failed: {redact(str(e)).strip()}") from e
+            self._writer().batch(self._c(), ids, vectors, metadata)
+            self._router.wrote()
 
+    @converts_errors("upsert")
+    def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
+        with self._lock:
+            parallel = (self._streams > 1 and len(ids) >= PARALLEL_MIN_ROWS
+                        and pg_load.is_empty(self._c(), self._n))
+            if not parallel:
+                return super()._upsert_all(ids, mat, metas, batch_size)
+            batches = [(ids[s:s + batch_size], mat[s:s + batch_size], metas[s:s + batch_size])
+                       for s in range(0, len(ids), batch_size)]
+            self._writer().parallel(self._extra_connection, self._streams, batches)
+            self._router.wrote()
+        return len(ids)
+
+    def _writer(self) -> pg_load.Writer:
+        if self._w is None:
+            self._w = pg_load.Writer(self._n, self.dim)
+        return self._w
+
+    def _extra_connection(self) -> psycopg.Connection:
+        """One more connection to the primary (for a load stream); the caller closes it."""
+        from pgvector.psycopg import register_vector
+
+        conn = psycopg.connect(self._router.uri, autocommit=True, connect_timeout=10)
+        register_vector(conn)
+        return conn
+
+    @converts_errors("delete")
     def _delete(self, ids: list[str]) -> int:
         with self._lock:
-            cur = self._c().execute(sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=self._table), (ids,))
+            cur = self._c().execute(sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=self._n.table), (ids,))
+            self._router.wrote()
             return cur.rowcount
 
+    @converts_errors("index build")
     def _build_index(self, spec: IndexSpec) -> None:
+        pg_schema.check_indexable(self.dim, spec.kind)
         c = self._c()
         with self._lock:
-            c.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=sql.Identifier(self._index_name)))
+            c.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=self._n.vector_index))
             if not isinstance(spec, Exact):
-                mwm = self._mwm or (pg_server.default_maintenance_work_mem() if self._embedded else None)
+                embedded = self._router.embedded
+                mwm = self._mwm or (pg_server.default_maintenance_work_mem() if embedded else None)
                 if mwm:
                     c.execute("SELECT set_config('maintenance_work_mem', %s, false)", (mwm,))
-                workers = max(0, min(8, (os.cpu_count() or 2) - 1)) if self._embedded else None
-                if workers is not None:
+                if embedded:
+                    workers = max(0, min(8, (os.cpu_count() or 2) - 1))
                     c.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)", (str(workers),))
-                opclass = sql.SQL(self.metric.pg_opclass)
                 if isinstance(spec, HNSW):
                     method = sql.SQL("hnsw")
                     with_ = sql.SQL("m = {m}, ef_construction = {e}").format(
                         m=sql.Literal(spec.m), e=sql.Literal(spec.ef_construction))
                 else:
                     assert isinstance(spec, IVFFlat)
-                    lists = spec.resolve_lists(self._count())
                     method = sql.SQL("ivfflat")
-                    with_ = sql.SQL("lists = {n}").format(n=sql.Literal(lists))
-                try:
-                    c.execute(sql.SQL("CREATE INDEX {i} ON {t} USING {m} (embedding {o}) WITH ({w})").format(
-                        i=sql.Identifier(self._index_name), t=self._table, m=method, o=opclass, w=with_))
-                except psycopg.Error as e:
-                    raise BackendError(f"building the {spec.kind} index failed: {redact(str(e)).strip()}") from e
-                c.execute("ANALYZE " + f"vecface_{self.name}")
-            c.execute(f"UPDATE {CATALOG} SET index = %s WHERE name = %s", (Jsonb(spec_to_dict(spec)), self.name))
+                    with_ = sql.SQL("lists = {n}").format(n=sql.Literal(spec.resolve_lists(self._count())))
+                c.execute(sql.SQL("CREATE INDEX {i} ON {t} USING {m} (embedding {o}) WITH ({w})").format(
+                    i=self._n.vector_index_local, t=self._n.table, m=method,
+                    o=sql.SQL(self.metric.pg_opclass), w=with_))
+                c.execute(sql.SQL("ANALYZE {t}").format(t=self._n.table))
+            c.execute(sql.SQL("UPDATE {c} SET index = %s WHERE name = %s").format(c=pg_schema.CATALOG),
+                      (Jsonb(spec_to_dict(spec)), self.name))
+            self._router.wrote()
 
+    @converts_errors("drop")
     def _drop(self) -> None:
         c = self._c()
         with self._lock, c.transaction():
-            c.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=self._table))
-            c.execute(f"DELETE FROM {CATALOG} WHERE name = %s", (self.name,))
+            c.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=self._n.table))
+            c.execute(sql.SQL("DELETE FROM {c} WHERE name = %s").format(c=pg_schema.CATALOG), (self.name,))
 
     # ------------------------------------------------------------------ reads
+    @converts_errors("get")
     def _get(self, ids: list[str]) -> list[Record]:
         with self._lock:
             rows = self._c().execute(sql.SQL("SELECT id, embedding, metadata FROM {t} WHERE id = ANY(%s)").format(
-                t=self._table), (ids,)).fetchall()
+                t=self._n.table), (ids,)).fetchall()
         return [Record(i, np.asarray(v.to_numpy(), dtype=np.float32), m) for i, v, m in rows]
 
+    @converts_errors("count")
     def _count(self) -> int:
         with self._lock:
-            return int(self._c().execute(sql.SQL("SELECT count(*) FROM {t}").format(t=self._table)).fetchone()[0])
+            return int(self._c().execute(sql.SQL("SELECT count(*) FROM {t}").format(t=self._n.table)).fetchone()[0])
 
+    def _settings(self) -> pg_query.Settings:
+        q = self._query
+        return pg_query.Settings(q.ef_search or pg_query.Settings.ef_search, q.probes or pg_query.Settings.probes,
+                                 q.filter_strategy or self.filter_strategies[0])
+
+    @converts_errors("query settings")
     def _apply_query_params(self) -> None:
-        want = (self._query.ef_search or DEFAULT_EF_SEARCH, self._query.probes or DEFAULT_PROBES)
-        if want != self._applied:
-            c = self._c()
-            c.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(want[0]),))
-            c.execute("SELECT set_config('ivfflat.probes', %s, false)", (str(want[1]),))
-            self._applied = want
-
-    def _search(self, queries: np.ndarray, k: int, flt: dict[str, list[str]] | None) -> list[list[Hit]]:
-        op = sql.SQL(self.metric.pg_operator)
-        where = sql.SQL("")
-        args: list[Any] = []
-        if flt:
-            where = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
-                sql.SQL("{col} = ANY(%s)").format(col=sql.Identifier(col)) for col in flt)
-            args = [list(vals) for vals in flt.values()]
-        query = sql.SQL("SELECT id, embedding {op} %s AS d, metadata FROM {t}{w} ORDER BY embedding {op} %s LIMIT {k}").format(
-            op=op, t=self._table, w=where, k=sql.Literal(k))
-        out = []
         with self._lock:
-            self._apply_query_params()
-            c = self._c()
-            try:
-                for q in queries:
-                    # positional order: select-list vector, filter values, order-by vector
-                    rows = c.execute(query, [q, *args, q], binary=True).fetchall()
-                    # <=> is 1 - cos, <-> Euclidean, <#> the negative inner product: vecface's
-                    # own distance convention already
-                    hits = [self._hit(i, d, m) for i, d, m in rows]
-                    if flt:
-                        hits.sort(key=lambda h: h.distance)  # iterative scans may be relaxed-order
-                    out.append(hits)
-            except psycopg.Error as e:
-                raise BackendError(f"pgvector search failed: {redact(str(e)).strip()}") from e
-        return out
+            self._router.primary_settings = pg_query.apply(self._c(), self._settings(), self._router.primary_settings)
 
+    @converts_errors("search")
+    def _search(self, queries: np.ndarray, k: int, flt: dict[str, Any] | None) -> list[list[Hit]]:
+        want = self._settings()
+        with self._lock:
+            rows = self._router.run_read(
+                lambda conn: self._searcher.run(conn, queries, k, flt, want.strategy),
+                lambda conn, have: pg_query.apply(conn, want, have))
+        # <=> is 1 - cos, <-> Euclidean, <#> the negative inner product: vecface's convention already
+        return [[self._hit(i, d, m) for i, d, m in per_query] for per_query in rows]
+
+    @converts_errors("index size")
     def _index_size(self) -> int | None:
         if isinstance(self._index, Exact):
             return 0
         with self._lock:
-            row = self._c().execute("SELECT pg_relation_size(to_regclass(%s))", (self._index_name,)).fetchone()
+            row = self._c().execute("SELECT pg_relation_size(to_regclass(%s))", (self._n.vector_index_text,)).fetchone()
         return int(row[0]) if row and row[0] is not None else None
 
-    def table_size_bytes(self) -> int:
+    # ------------------------------------------------------------------ capability hooks
+    @converts_errors("server versions")
+    def server_versions(self) -> dict[str, str]:
+        self._check_open()
+        with self._lock:
+            return versions(self._c())
+
+    @converts_errors("storage size")
+    def storage_bytes(self) -> int | None:
+        """The table with its TOAST and every index (pg_total_relation_size)."""
+        self._check_open()
         with self._lock:
             return int(self._c().execute("SELECT pg_total_relation_size(to_regclass(%s))",
-                                         (f"vecface_{self.name}",)).fetchone()[0])
+                                         (self._n.table_text,)).fetchone()[0])
+
+    @converts_errors("row-by-row insert")
+    def insert_one_by_one(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Any],
+                          tick: Any = None) -> str:
+        self._check_open()
+        with self._lock:
+            return pg_load.insert_one_by_one(self._c(), self._n, self.dim, ids, vectors,
+                                             [dict(m) for m in metadata], tick)
+
+    @converts_errors("raw search")
+    def raw_searcher(self, k: int) -> Any:
+        self._check_open()
+        with self._lock:
+            self._router.primary_settings = pg_query.apply(self._c(), self._settings(), self._router.primary_settings)
+            return self._searcher.raw(self._c(), k)
+

@@ -141,12 +141,15 @@ class VectorStore(abc.ABC):
             ids = [ids[p] for p in keep]
             mat = mat[keep]
             metas = [metas[p] for p in keep]
-        written = 0
-        for start in range(0, len(ids), max(1, batch_size)):
-            stop = start + max(1, batch_size)
+        return self._upsert_all(ids, mat, metas, max(1, batch_size))
+
+    def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
+        """Write validated rows (ids unique) batch by batch, each batch committed on its own.
+        A backend that can write several batches at once overrides this."""
+        for start in range(0, len(ids), batch_size):
+            stop = start + batch_size
             self._upsert(ids[start:stop], mat[start:stop], metas[start:stop])
-            written += len(ids[start:stop])
-        return written
+        return len(ids)
 
     def get(self, ids: Sequence[str] | str) -> list[Record]:
         """Records for the ids that exist, in the order asked; missing ids are left out."""

@@ -1,0 +1,127 @@
+"""Writes of the pgvector backend: binary COPY per batch, a merge for batches that replace rows,
+several COPY streams at once for an empty collection, and the one-row-at-a-time baseline.
+
+Each batch is one transaction. A batch of new ids goes straight into the table with
+``COPY ... FORMAT BINARY``; a batch that holds an existing id is rolled back to a savepoint and sent
+by binary COPY into a temporary staging table, then merged with ``INSERT ... ON CONFLICT (id) DO
+UPDATE``. Either way a failed batch never touches what earlier batches stored, and every committed
+batch is in the WAL (the tables are logged), so it survives a crash of the server.
+
+Loading many rows into an empty collection, the batches are spread over several connections
+(``streams``), each COPYing and committing its own batches: PostgreSQL then writes WAL and heap
+pages for several batches at once instead of one after the other.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from .pg_schema import COLUMNS, COPY_TYPES, Names, column_values
+
+_COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+
+
+def copy_rows(conn: psycopg.Connection, target: sql.Composable, ids: Sequence[str], vectors: np.ndarray,
+              metadata: Sequence[dict[str, Any]]) -> None:
+    with conn.cursor().copy(sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(
+            t=target, c=_COLS)) as cp:
+        cp.set_types(COPY_TYPES)
+        for i, v, m in zip(ids, vectors, metadata):
+            cp.write_row((i, v, *column_values(m), Jsonb(m)))
+
+
+class Writer:
+    """Batches into one collection's table over one connection (see the module docstring)."""
+
+    def __init__(self, n: Names, dim: int):
+        self.n = n
+        self.dim = dim
+        self.direct = True  # until a batch meets an existing id: then always the staging path
+
+    def batch(self, conn: psycopg.Connection, ids: list[str], vectors: np.ndarray,
+              metadata: list[dict[str, Any]]) -> None:
+        with conn.transaction():
+            if self.direct:
+                try:
+                    with conn.transaction():  # a savepoint
+                        copy_rows(conn, self.n.table, ids, vectors, metadata)
+                    return
+                except psycopg.errors.UniqueViolation:
+                    self.direct = False
+            conn.execute(sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {s} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            ).format(s=self.n.stage, t=self.n.table))
+            copy_rows(conn, self.n.stage, ids, vectors, metadata)
+            updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                                         for c in COLUMNS[1:])
+            conn.execute(sql.SQL(
+                "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT (id) DO UPDATE SET {u}"
+            ).format(t=self.n.table, s=self.n.stage, c=_COLS, u=updates))
+
+    def parallel(self, connect: Callable[[], psycopg.Connection], streams: int,
+                 batches: list[tuple[list[str], np.ndarray, list[dict[str, Any]]]]) -> None:
+        """The batches over ``streams`` connections of their own, each batch its own transaction.
+        Raises the first error after every stream has stopped; batches committed before it stay."""
+        todo: queue.Queue = queue.Queue()
+        for b in batches:
+            todo.put(b)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                conn = connect()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                errors.append(e)
+                return
+            try:
+                writer = Writer(self.n, self.dim)
+                while not errors:
+                    try:
+                        ids, vecs, metas = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    writer.batch(conn, ids, vecs, metas)
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=work, name=f"vecface-pg-copy-{i}", daemon=True)
+                   for i in range(max(1, streams))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+
+def is_empty(conn: psycopg.Connection, n: Names) -> bool:
+    return conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {t})").format(t=n.table)).fetchone()[0]
+
+
+def insert_one_by_one(conn: psycopg.Connection, n: Names, dim: int, ids: Sequence[str], vectors: np.ndarray,
+                      metadata: Sequence[dict[str, Any]], tick: Callable[[int], Any] | None) -> str:
+    """Row-by-row INSERTs in one transaction into a scratch table shaped like the collection's
+    (``r_<name>``, dropped afterwards); ``tick(1)`` per row."""
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {r}").format(r=n.scratch))
+    conn.execute(sql.SQL("CREATE TABLE {r} (LIKE {t} INCLUDING DEFAULTS INCLUDING STORAGE, "
+                         "CONSTRAINT {k} PRIMARY KEY (id))").format(r=n.scratch, t=n.table, k=n.scratch_pkey))
+    try:
+        insert = sql.SQL("INSERT INTO {r} ({c}) VALUES ({p})").format(
+            r=n.scratch, c=_COLS, p=sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))).as_string(conn)
+        with conn.transaction():
+            for i, v, m in zip(ids, vectors, metadata):
+                conn.execute(insert, (i, v, *column_values(m), Jsonb(m)))
+                if tick is not None:
+                    tick(1)
+    finally:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {r}").format(r=n.scratch))
+    return "row-by-row INSERT, one transaction"

@@ -1,0 +1,212 @@
+"""Where the pgvector backend keeps things, and the DDL that makes them.
+
+Everything lives in a schema of vecface's own, ``vecface``: the catalog ``vecface.collections``
+(name, dim, metric, index) and one table per collection. Every name vecface creates in that schema
+starts with a prefix that says what it is, followed by the collection name, so no two can be
+equal (collection names are ``[a-z][a-z0-9_]*``, see ``validate_name``; the catalog's name has no
+underscore after its first letter):
+
+    c_<name>            the collection's table
+    p_<name>            its primary key (constraint and index)
+    v_<name>            its vector index (HNSW or IVFFlat)
+    f_<name>__<column>  a btree on a filter column (column names hold no "__")
+    r_<name>, q_<name>  the scratch table of the one-row-at-a-time baseline and its primary key
+
+The table: ``id text``, ``embedding vector(d)`` kept inline (storage MAIN, so a search reads no
+TOAST), the filter columns ``tag, path, person, camera text, taken timestamptz, lat, lon double
+precision`` (filled from ``vecface.types.filter_columns``) and ``metadata jsonb`` (the record's
+metadata as given).
+
+The layout before this one (catalog ``public.vecface_collections``, tables ``public.vecface_<name>``)
+is migrated on the first connection that finds it: each table is moved into the schema and renamed,
+its constraint and indexes renamed, the catalog rows copied; tables without the filter columns get
+them added and filled from their metadata when the collection is opened.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from vecface.errors import InvalidArgument, UnsupportedIndex
+from vecface.types import filter_columns
+
+SCHEMA = "vecface"
+CATALOG = sql.Identifier(SCHEMA, "collections")
+LEGACY_CATALOG = "public.vecface_collections"
+
+#: pgvector's limits (0.8): a vector column holds at most 16,000 dimensions; its HNSW and IVFFlat
+#: indexes take at most 2,000 (4,000 for halfvec, which vecface does not use)
+MAX_STORED_DIM = 16_000
+MAX_INDEXED_DIM = 2_000
+
+#: the table's columns, in COPY order, with their binary COPY types
+COLUMNS = ("id", "embedding", "tag", "path", "person", "camera", "taken", "lat", "lon", "metadata")
+COPY_TYPES = ["text", "vector", "text", "text", "text", "text", "timestamptz", "float8", "float8", "jsonb"]
+FILTER_COLUMN_TYPES = {"person": "text", "camera": "text", "taken": "timestamptz",
+                       "lat": "double precision", "lon": "double precision"}
+#: filter columns with a btree (the others are checked on the rows an index scan yields)
+INDEXED_FILTERS = ("tag",)
+
+
+class Names:
+    """The identifiers of one collection (see the module docstring)."""
+
+    def __init__(self, collection: str):
+        self.collection = collection
+        self.table = sql.Identifier(SCHEMA, f"c_{collection}")
+        self.table_text = f"{SCHEMA}.c_{collection}"
+        self.pkey = sql.Identifier(f"p_{collection}")
+        self.vector_index = sql.Identifier(SCHEMA, f"v_{collection}")
+        self.vector_index_text = f"{SCHEMA}.v_{collection}"
+        self.vector_index_local = sql.Identifier(f"v_{collection}")
+        self.scratch = sql.Identifier(SCHEMA, f"r_{collection}")
+        self.scratch_pkey = sql.Identifier(f"q_{collection}")
+        self.stage = sql.Identifier(f"s_{collection}")  # a temporary table, in pg_temp
+
+    def filter_index(self, column: str) -> sql.Identifier:
+        return sql.Identifier(f"f_{self.collection}__{column}")
+
+
+# ---------------------------------------------------------------- limits
+
+def check_storable(dim: int) -> None:
+    if dim > MAX_STORED_DIM:
+        raise InvalidArgument(
+            f"the pgvector backend cannot store {dim}-dimensional vectors: pgvector's vector type holds "
+            f"at most {MAX_STORED_DIM:,} dimensions (and its HNSW and IVFFlat indexes at most "
+            f"{MAX_INDEXED_DIM:,}; 4,000 as halfvec)")
+
+
+def check_indexable(dim: int, kind: str) -> None:
+    if kind != "exact" and dim > MAX_INDEXED_DIM:
+        raise UnsupportedIndex(
+            f"pgvector's {kind} index takes vectors of at most {MAX_INDEXED_DIM:,} dimensions "
+            f"(4,000 as halfvec); this collection has {dim}. Use the exact index (a full scan)")
+
+
+# ---------------------------------------------------------------- catalog
+
+def ensure_catalog(conn: psycopg.Connection) -> None:
+    """Create the schema and catalog if missing, and migrate the old layout if present. Read-only
+    (standby) servers are left alone. Costs one query when there is nothing to do."""
+    ready, legacy, standby = conn.execute(
+        "SELECT to_regclass('vecface.collections') IS NOT NULL, to_regclass(%s) IS NOT NULL, "
+        "pg_is_in_recovery()", (LEGACY_CATALOG,)).fetchone()
+    if standby or (ready and not legacy):
+        return
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('vecface catalog'))")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {s}").format(s=sql.Identifier(SCHEMA)))
+        conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {c} (name text PRIMARY KEY, dim int NOT NULL, "
+            "metric text NOT NULL, index jsonb NOT NULL)").format(c=CATALOG))
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (LEGACY_CATALOG,)).fetchone()[0]:
+            _migrate_legacy(conn)
+
+
+def _migrate_legacy(conn: psycopg.Connection) -> None:
+    for name, dim, metric, index in conn.execute(
+            f"SELECT name, dim, metric, index FROM {LEGACY_CATALOG}").fetchall():
+        old = f"vecface_{name}"
+        oid = conn.execute("SELECT to_regclass(%s)::oid", (f"public.{old}",)).fetchone()[0]
+        if oid is None:
+            continue
+        n = Names(name)
+        conn.execute(sql.SQL("ALTER TABLE {t} SET SCHEMA {s}").format(
+            t=sql.Identifier("public", old), s=sql.Identifier(SCHEMA)))
+        conn.execute(sql.SQL("ALTER TABLE {t} RENAME TO {new}").format(
+            t=sql.Identifier(SCHEMA, old), new=sql.Identifier(f"c_{name}")))
+        for idx, primary, method in conn.execute(
+                "SELECT c.relname, i.indisprimary, a.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = %s", (oid,)).fetchall():
+            if primary:
+                conn.execute(sql.SQL("ALTER TABLE {t} RENAME CONSTRAINT {old} TO {new}").format(
+                    t=n.table, old=sql.Identifier(idx), new=n.pkey))
+            elif method in ("hnsw", "ivfflat"):
+                conn.execute(sql.SQL("ALTER INDEX {i} RENAME TO {new}").format(
+                    i=sql.Identifier(SCHEMA, idx), new=n.vector_index_local))
+            else:  # the old tag btree: made again under its new name by ensure_columns
+                conn.execute(sql.SQL("DROP INDEX {i}").format(i=sql.Identifier(SCHEMA, idx)))
+        conn.execute(sql.SQL("INSERT INTO {c} (name, dim, metric, index) VALUES (%s, %s, %s, %s) "
+                             "ON CONFLICT (name) DO NOTHING").format(c=CATALOG),
+                     (name, dim, metric, psycopg.types.json.Jsonb(index)))
+    conn.execute(f"DROP TABLE {LEGACY_CATALOG}")
+
+
+def describe(conn: psycopg.Connection, name: str) -> tuple[int, str, dict[str, Any]] | None:
+    return conn.execute(sql.SQL("SELECT dim, metric, index FROM {c} WHERE name = %s").format(c=CATALOG),
+                        (name,)).fetchone()
+
+
+# ---------------------------------------------------------------- tables
+
+def create_collection(conn: psycopg.Connection, n: Names, dim: int, metric: str) -> None:
+    """The table, its filter indexes and its catalog row, in one transaction."""
+    from psycopg.types.json import Jsonb
+
+    check_storable(dim)
+    with conn.transaction():
+        conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {t} (id text NOT NULL, embedding vector({d}) NOT NULL, "
+            "tag text, path text, person text, camera text, taken timestamptz, "
+            "lat double precision, lon double precision, metadata jsonb NOT NULL DEFAULT '{{}}', "
+            "CONSTRAINT {p} PRIMARY KEY (id))").format(t=n.table, d=sql.Literal(dim), p=n.pkey))
+        # inline, so a search reads a row's vector without a TOAST lookup (up to ~2,000 dims)
+        conn.execute(sql.SQL("ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE MAIN").format(t=n.table))
+        _filter_indexes(conn, n)
+        conn.execute(sql.SQL("INSERT INTO {c} (name, dim, metric, index) VALUES (%s, %s, %s, %s) "
+                             "ON CONFLICT (name) DO NOTHING").format(c=CATALOG),
+                     (n.collection, dim, metric, Jsonb({"kind": "exact"})))
+
+
+def _filter_indexes(conn: psycopg.Connection, n: Names) -> None:
+    for col in INDEXED_FILTERS:
+        conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
+            i=n.filter_index(col), t=n.table, c=sql.Identifier(col)))
+
+
+def ensure_columns(conn: psycopg.Connection, n: Names) -> None:
+    """A table made before the filter columns existed gets them, filled from each row's metadata
+    with the same rules as new rows (``filter_columns``). One catalog query when nothing is missing."""
+    have = {r[0] for r in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        (n.table_text,)).fetchall()}
+    missing = [c for c in FILTER_COLUMN_TYPES if c not in have]
+    if not have or not missing or conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+        return
+    with conn.transaction():
+        conn.execute(sql.SQL("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE").format(t=n.table))
+        for col in missing:
+            conn.execute(sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} {ty}").format(
+                t=n.table, c=sql.Identifier(col), ty=sql.SQL(FILTER_COLUMN_TYPES[col])))
+        rows = conn.execute(sql.SQL("SELECT id, metadata FROM {t} WHERE metadata ?| %s").format(t=n.table),
+                            (list(FILTER_COLUMN_TYPES),)).fetchall()
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(sql.SQL(
+                    "UPDATE {t} SET person = %s, camera = %s, taken = %s, lat = %s, lon = %s WHERE id = %s"
+                ).format(t=n.table), [(*column_values(m)[2:], i) for i, m in rows])
+        _filter_indexes(conn, n)
+
+
+# ---------------------------------------------------------------- values
+
+_MIN_TS = _dt.datetime(1, 1, 2, tzinfo=_dt.timezone.utc).timestamp()
+_MAX_TS = _dt.datetime(9999, 12, 30, tzinfo=_dt.timezone.utc).timestamp()
+
+
+def timestamp(seconds: float | None) -> _dt.datetime | None:
+    """Epoch seconds as an aware datetime for a timestamptz column (clamped to Python's range)."""
+    if seconds is None:
+        return None
+    return _dt.datetime.fromtimestamp(min(max(seconds, _MIN_TS), _MAX_TS), tz=_dt.timezone.utc)
+
+
+def column_values(metadata: dict[str, Any]) -> tuple[Any, ...]:
+    """(tag, path, person, camera, taken, lat, lon) for one record, as stored."""
+    c = filter_columns(metadata)
+    return (c["tag"], c["path"], c["person"], c["camera"], timestamp(c["taken"]), c["lat"], c["lon"])
