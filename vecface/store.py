@@ -8,6 +8,7 @@ own metric, so a query can never be scored with a different distance than its in
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -37,6 +38,20 @@ from .types import (
 )
 
 DEFAULT_BATCH = 1000
+
+
+@dataclass
+class CheckReport:
+    """What :meth:`VectorStore.check` found: ids stored but not returned by the vector index."""
+
+    stored: int
+    unsearchable: list[str]
+    repaired: list[str]
+    still_unsearchable: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.still_unsearchable
 
 
 class VectorStore(abc.ABC):
@@ -259,6 +274,12 @@ class VectorStore(abc.ABC):
         collection's index with the current query parameters and nothing of vecface around it (no
         validation, no metadata, no Hit objects): the baseline vecface's own cost is measured against."""
         raise UnsupportedOperation(f"the {self.backend} backend has no raw search baseline")
+
+    def check(self, repair: bool = False, progress: Any = None) -> "CheckReport":
+        """Compare the stored records with what the vector index returns (every record searchable?);
+        with ``repair``, re-index the ones it misses. ``progress(n)`` is called as records are checked.
+        Raises UnsupportedOperation where the backend has no such check."""
+        raise UnsupportedOperation(f"the {self.backend} backend has no index check")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -1,0 +1,139 @@
+"""Find stored objects that Weaviate's vector index does not return, and re-index them.
+
+Why this is needed (issue 14, item 3): Weaviate writes an object to its LSM store (with a
+write-ahead log) and appends the HNSW graph change to a separate commit log that is buffered and
+flushed in the background. A SIGKILL between the two loses the graph entries of objects that are
+stored and counted. Re-sending the same objects does not repair that: since Weaviate 1.24 an
+update whose vector is unchanged keeps its doc id and skips the vector index (weaviate/weaviate
+PR #3963), so the object stays out of the graph for good: ``count()`` and ``get()`` see it, a
+search never returns it.
+
+Detect: every object is searched with its own vector (unfiltered ``near_vector``, ``k`` results):
+an indexed object comes back (at distance 0) unless more than ``k`` objects share its vector. A
+filtered search cannot tell, as Weaviate answers a small filter by a flat scan of the stored vectors.
+
+Repair: each missing object is written twice, first with its vector moved by one float step in
+one component and then with its own vector again: both writes change the vector, so Weaviate
+gives the object a new doc id and indexes it each time, and the object is never absent (a delete
+and re-insert would leave a window in which a crash loses it).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from weaviate.classes.query import MetadataQuery
+
+from vecface.store import CheckReport
+
+from . import weaviate_schema as schema
+from .weaviate_schema import VECTOR
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .weaviate_store import WeaviateStore
+
+PAGE = 1000  # objects read per cursor page
+PROBE_K = 10  # results per self-search
+THREADS = 4  # concurrent self-searches
+SAME = 1e-6  # distances below this are "the same vector"
+
+
+def _page(store: "WeaviateStore", after: Any) -> list[Any]:
+    res = store._coll().query.fetch_objects(limit=PAGE, after=after, include_vector=True,
+                                            return_properties=list(schema.PROPERTY_NAMES))
+    return list(res.objects)
+
+
+def _missing(coll: Any, objects: list[Any], k: int) -> list[Any]:
+    """The objects of one page that a search with their own vector does not return."""
+
+    def found(o: Any) -> bool:
+        res = coll.query.near_vector(near_vector=o.vector[VECTOR], limit=k, target_vector=VECTOR,
+                                     return_metadata=MetadataQuery(distance=True), return_properties=[])
+        if any(h.uuid == o.uuid for h in res.objects):
+            return True
+        # k other objects with this very vector: it cannot be told apart, count it as found
+        return len(res.objects) >= k and all(abs(h.metadata.distance or 0.0) < SAME for h in res.objects)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return [o for o, ok in zip(objects, pool.map(found, objects)) if not ok]
+
+
+def _rewrite(store: "WeaviateStore", objects: list[Any]) -> None:
+    """Write each object with a vector one float step away, then with its own vector again."""
+    for nudge in (True, False):
+        batch = []
+        for o in objects:
+            vec = np.asarray(o.vector[VECTOR], dtype=np.float32)
+            if nudge:
+                vec = vec.copy()
+                vec[0] = np.nextafter(vec[0], np.float32(np.inf), dtype=np.float32)
+            props = {k: v for k, v in o.properties.items() if v is not None}
+            batch.append((o.uuid, props, vec))
+        store._import(store._cls, batch, len(batch))
+
+
+def check(store: "WeaviateStore", *, repair: bool = False, progress: Callable[[int], None] | None = None,
+          k: int = PROBE_K) -> CheckReport:
+    """Compare every stored object with what the vector index returns; optionally re-index the missing."""
+    with store._lock:
+        store._apply_query_params()
+        coll = store._coll()
+        stored = 0
+        missing: list[Any] = []
+        after = None
+        while page := _page(store, after):
+            after = page[-1].uuid
+            stored += len(page)
+            missing += _missing(coll, page, k)
+            if progress is not None:
+                progress(len(page))
+        ids = [str(o.properties.get("vid")) for o in missing]
+        if not (repair and missing):
+            return CheckReport(stored=stored, unsearchable=ids, repaired=[], still_unsearchable=ids)
+        for start in range(0, len(missing), PAGE):
+            _rewrite(store, missing[start:start + PAGE])
+        # the repaired objects, read back and searched again
+        again = [o for start in range(0, len(missing), PAGE)
+                 for o in store._coll().query.fetch_objects(
+                     filters=_by_ids([m.uuid for m in missing[start:start + PAGE]]), limit=PAGE,
+                     include_vector=True, return_properties=["vid"]).objects]
+        still = [str(o.properties.get("vid")) for o in _missing(coll, again, k)]
+        return CheckReport(stored=stored, unsearchable=ids, repaired=[i for i in ids if i not in set(still)],
+                           still_unsearchable=still)
+
+
+def _by_ids(uuids: list[Any]):
+    from weaviate.classes.query import Filter
+
+    return Filter.by_id().contains_any([str(u) for u in uuids])
+
+
+def repair_all(url: str, grpc_port: int, api_key: str | None = None) -> dict[str, CheckReport]:
+    """Check and repair every vecface collection of one server (after it was restarted from a crash).
+
+    Opens each collection by URL, so it can run while the local supervisor holds its start lock."""
+    import json
+
+    from . import weaviate_conn as conn
+    from .weaviate_store import WeaviateStore
+
+    client, _ = conn.connect(conn.resolve(url, grpc_port, api_key))
+    try:
+        names = set()
+        for cfg in client.collections.list_all(simple=True).values():
+            try:
+                entry = json.loads(cfg.description or "")
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("state") == "ready" and isinstance(entry.get("vecface"), str):
+                names.add(entry["vecface"])
+    finally:
+        client.close()
+    out = {}
+    for name in sorted(names):
+        with WeaviateStore(name, url=url, grpc_port=grpc_port, api_key=api_key) as store:
+            out[name] = store.check(repair=True)
+    return out

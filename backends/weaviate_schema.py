@@ -1,0 +1,104 @@
+"""How a vecface collection looks in Weaviate: object UUIDs, properties, filters, index configs.
+
+Properties: ``vid`` (the vecface id), the filterable columns of :func:`vecface.types.filter_columns`
+-- ``tag``, ``path``, ``person``, ``camera`` as text with ``field`` tokenization (a filter matches the
+whole value), ``taken`` as a date, ``lat`` and ``lon`` as numbers, each with a range index -- and
+``meta`` (the record's metadata as JSON, not indexed). A missing column is left out of the object
+(null), and Weaviate's filters never match a null, which is vecface's rule for a record lacking the
+field. Collections made before a column existed get it added when opened (:func:`add_missing`);
+their older objects have it null until they are upserted again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import uuid
+from typing import Any, Mapping
+
+from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+from weaviate.classes.query import Filter
+
+from vecface.types import FILTER_FIELDS, HNSW, RANGE_FIELDS, Exact, IndexSpec, Metric, Range, filter_columns
+
+VECFACE_NAMESPACE = uuid.UUID("6f1d7a52-3c4b-5e0f-9a8d-7b2c1e4f5a60")
+VECTOR = "default"
+CLASS_PREFIX = "Vecface_"
+RETURN_PROPS = ["vid", "meta"]  # what a search or get reads back
+DATE_FIELDS = ("taken",)
+#: every property of a vecface collection, in the order created
+PROPERTY_NAMES = ("vid",) + FILTER_FIELDS + RANGE_FIELDS + ("meta",)
+
+
+def object_uuid(id_: str) -> str:
+    """The stable Weaviate UUID of a vecface id."""
+    return str(uuid.uuid5(VECFACE_NAMESPACE, id_))
+
+
+def properties() -> list[Property]:
+    text = dict(data_type=DataType.TEXT, tokenization=Tokenization.FIELD, index_searchable=False,
+                index_filterable=True)
+    props = [Property(name=name, **text) for name in ("vid",) + FILTER_FIELDS]
+    for name in RANGE_FIELDS:
+        props.append(Property(name=name, data_type=DataType.DATE if name in DATE_FIELDS else DataType.NUMBER,
+                              index_filterable=True, index_range_filters=True))
+    props.append(Property(name="meta", data_type=DataType.TEXT, index_filterable=False, index_searchable=False))
+    return props
+
+
+def add_missing(coll: Any, existing: set[str]) -> list[str]:
+    """Add the properties a collection made by an older vecface lacks; return their names."""
+    added = []
+    for prop in properties():
+        if prop.name not in existing:
+            coll.config.add_property(prop)
+            added.append(prop.name)
+    return added
+
+
+def _date(seconds: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+
+
+def object_properties(id_: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The Weaviate properties of one record."""
+    props: dict[str, Any] = {"vid": id_, "meta": json.dumps(meta, separators=(",", ":"))}
+    for key, value in filter_columns(meta).items():
+        if value is not None:
+            props[key] = _date(value) if key in DATE_FIELDS else value
+    return props
+
+
+def where(flt: Mapping[str, list[str] | Range] | None):
+    """A normalised vecface filter as a Weaviate filter (AND of its fields), or None."""
+    if not flt:
+        return None
+    parts = []
+    for field, cond in flt.items():
+        prop = Filter.by_property(field)
+        if isinstance(cond, Range):
+            conv = _date if field in DATE_FIELDS else float
+            if cond.gte is not None:
+                parts.append(prop.greater_or_equal(conv(cond.gte)))
+            if cond.lte is not None:
+                parts.append(prop.less_or_equal(conv(cond.lte)))
+        else:
+            parts.append(prop.equal(cond[0]) if len(cond) == 1 else prop.contains_any(cond))
+    return parts[0] if len(parts) == 1 else Filter.all_of(parts)
+
+
+def index_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None = None):
+    distance = VectorDistances(metric.weaviate_distance)
+    if isinstance(spec, HNSW):
+        from weaviate.classes.config import VectorFilterStrategy
+
+        extra = {"filter_strategy": VectorFilterStrategy(filter_strategy)} if filter_strategy else {}
+        return Configure.VectorIndex.hnsw(distance_metric=distance, max_connections=spec.m,
+                                          ef_construction=spec.ef_construction, ef=ef, **extra)
+    assert isinstance(spec, Exact), spec
+    return Configure.VectorIndex.flat(distance_metric=distance)
+
+
+def vector_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None = None):
+    return Configure.Vectors.self_provided(name=VECTOR,
+                                           vector_index_config=index_config(metric, spec, ef, filter_strategy))
