@@ -23,6 +23,7 @@ def test_date_offset_gps_and_camera():
     assert meta["lat"] == pytest.approx(38.7223, abs=1e-5)
     assert meta["lon"] == pytest.approx(-9.1393, abs=1e-5)  # west is negative
     assert meta["camera"] == "Canon EOS 5D"  # the make is not said twice
+    assert photo_metadata(exif_jpeg(astronaut(64), camera=("NIKON CORPORATION", "NIKON D750")))["camera"] == "NIKON D750"
     # the same from a path and from an open image
     from PIL import Image
 

@@ -8,7 +8,7 @@
   naive times as UTC (:func:`vecface.types.epoch_seconds`), the only choice that needs no guess.
 - ``lat``, ``lon``: the GPS position in decimal degrees (south and west negative).
 - ``camera``: make and model, e.g. ``Canon EOS 5D`` (the make is not repeated when the model
-  already starts with it).
+  already starts with its first word: ``NIKON CORPORATION`` + ``NIKON D750`` is ``NIKON D750``).
 
 Missing, unreadable or out-of-range values are left out rather than guessed: a photo without
 EXIF simply has no ``taken`` and so never matches a date filter.
@@ -130,6 +130,6 @@ def _degrees(dms: Any, ref: Any, negative: str, limit: float) -> float | None:
 
 def _camera(make: Any, model: Any) -> str | None:
     make, model = _text(make), _text(model)
-    if make and model and model.lower().startswith(make.lower()):
+    if make and model and model.lower().startswith(make.split()[0].lower()):  # "NIKON CORPORATION", "NIKON D750"
         return model
     return " ".join(p for p in (make, model) if p) or None
