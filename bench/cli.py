@@ -7,7 +7,6 @@ modules can add subcommands to it (``bench_app.command("embed")(fn)``).
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def summary_table(results: dict) -> Table:
-    from .report import SUMMARY_HEAD, summary_rows
+    from .tables import SUMMARY_HEAD, summary_rows
 
     ds = results.get("dataset", {})
     t = Table(title=f"vecface bench: {ds.get('name')} {ds.get('n', 0):,} x {ds.get('dim')}, "
@@ -81,38 +80,91 @@ def bench(
     """Run the benchmark: every available backend x HNSW, IVFFlat and exact on the synthetic dataset by default."""
     if ctx.invoked_subcommand is not None:
         return
-    from .report import write_report
-    from .runner import BenchConfig, Progress, run_benchmark
+    from .config import BenchConfig, data_dir_options
 
     cfg = BenchConfig(
-        backends=[b.strip() for b in backends.split(",") if b.strip()] if backends else None,
-        indexes=split_indexes(index), dataset=dataset, n=n, dim=dim,
+        backends=_names(backends), indexes=split_indexes(index), dataset=dataset, n=n, dim=dim,
         queries=queries or 500, exact_queries=exact_queries, k=k,
         concurrency=_ints(concurrency, "--concurrency"), duration=duration if duration is not None else 1.0,
-        out=str(out), quick=quick, seed=seed, batch_size=batch_size,
-        backend_options={"pgvector": {"data_dir": data_dir, "dsn": os.environ.get("VECFACE_PG_DSN")},
-                         "weaviate": {"data_dir": data_dir, "url": os.environ.get("VECFACE_WEAVIATE_URL")},
-                         "faiss": {"path": str(Path(data_dir) / "faiss") if data_dir else None}},
+        out=str(out), quick=quick, seed=seed, batch_size=batch_size, backend_options=data_dir_options(data_dir),
     )
+    _run_and_report(cfg, out)
+
+
+def _names(text: Optional[str]) -> Optional[list[str]]:
+    return [b.strip() for b in text.split(",") if b.strip()] if text else None
+
+
+def _run_and_report(cfg, out: Path) -> dict:
+    """Run ``cfg`` with progress bars, checkpointing results.partial.json after every backend x index,
+    write the report and print its tables."""
+    from .progress import Progress
+    from .report import jsonable, write_report
+    from .runner import run_benchmark
+
     t = time.perf_counter()
     partial = Path(out) / "results.partial.json"
 
     def checkpoint(res: dict) -> None:  # what a long run has measured so far, if it is interrupted
-        from .report import _jsonable
-
         partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps(_jsonable({**res, "partial": True}), indent=1))
+        partial.write_text(json.dumps(jsonable({**res, "partial": True}), indent=1))
 
     with Progress(console=Console(stderr=True)) as p:
         results = run_benchmark(cfg, p, checkpoint)
     files = write_report(results, out)
     partial.unlink(missing_ok=True)
-    console.print(summary_table(results))
+    if "sweep" in cfg.phases:
+        console.print(summary_table(results))
+    if results.get("overhead"):
+        console.print(overhead_table(results))
     for s in results.get("skipped", []):
         console.print(f"[yellow]not measured[/] {escape(s['backend'])}"
                       f"{'/' + escape(s['index']) if s.get('index') else ''}: {escape(s['reason'])}")
     console.print(f"wall time {time.perf_counter() - t:.0f} s. Report: {files['html']} (also {files['markdown'].name}, "
                   f"{files['results'].name}, plots/ in {out})")
+    return results
+
+
+def overhead_table(results: dict) -> Table:
+    from .tables import OVERHEAD_HEAD, overhead_rows
+
+    t = Table(title="vecface overhead vs raw client (ratios vecface/raw: latency > 1 and QPS < 1 cost)")
+    for h in OVERHEAD_HEAD:
+        t.add_column(h, justify="left" if h in ("backend/index", "note") else "right")
+    for row in overhead_rows([results]):
+        t.add_row(*(escape(c) for c in row))
+    return t
+
+
+@bench_app.command("overhead")
+def overhead(
+    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated backends (default: every available one)."),
+    index: str = typer.Option("hnsw:m=16,ef_construction=64", "--index", help="The index the comparison runs on."),
+    ef_search: int = typer.Option(40, "--ef-search", help="The index's query knob for both paths: HNSW ef_search (IVFFlat: probes)."),
+    dataset: str = typer.Option("synthetic", "--dataset", help="synthetic[:rank=..,spread=..], a .npy/.fvecs/.hdf5 file, or images:DIR."),
+    n: Optional[int] = typer.Option(None, "--n", help="Base vectors (synthetic default 50,000)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Dimension of synthetic data (default 512)."),
+    queries: int = typer.Option(1000, "--queries", help="Queries, each run through both paths."),
+    k: int = typer.Option(10, "--k", help="Neighbours per query."),
+    concurrency: str = typer.Option("1,2,3,4,5,6,7,8", "--concurrency", help="Concurrent clients for the QPS comparison."),
+    duration: float = typer.Option(1.0, "--duration", help="Seconds per throughput measurement (half per path, A B B A)."),
+    out: Path = typer.Option(Path("vecface-report/overhead"), "--out", help="Report directory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
+    batch_size: int = typer.Option(5000, "--batch-size", help="Rows per bulk upsert batch."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="vecface data directory (default: $VECFACE_HOME)."),
+) -> None:
+    """Only the price of the abstraction: vecface's search vs the raw client call on the same index and queries."""
+    from .config import BenchConfig, data_dir_options
+
+    specs = split_indexes(index)
+    kinds = {s.split(":", 1)[0].strip() for s in specs}
+    cfg = BenchConfig(
+        backends=_names(backends), indexes=specs, dataset=dataset, n=n, dim=dim, queries=queries, k=k,
+        duration=duration, out=str(out), seed=seed, batch_size=batch_size, backend_options=data_dir_options(data_dir),
+        phases=["overhead"], overhead_at={kind: ef_search for kind in kinds},
+        overhead_concurrency=_ints(concurrency, "--concurrency"), overhead_queries=queries,
+    )
+    _run_and_report(cfg, out)
 
 
 def report_cmd(

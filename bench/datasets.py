@@ -39,7 +39,7 @@ and generation streams.
 
 Tuning (the issue asks for FAISS HNSW(M=16, ef_construction=64, ef_search=40) recall@10 between
 0.85 and 0.97 at 100k x 512, roughly what CLIP data gives). Measured on this machine with
-``.venv/bin/python -m vecface.bench.datasets --tune --n 100000 --dim 512``:
+``.venv/bin/python -m vecface.bench.tune --n 100000 --dim 512``:
 
     n=100000 dim=512 rank=64 spread=1.15 noise=0.05 identities=2500, 1000 queries:
     FAISS HNSW(16, 64) recall@10: ef 10 0.711, ef 20 0.826, ef 40 0.892, ef 80 0.933, ef 160 0.963
@@ -431,42 +431,3 @@ def open_dataset(spec: str = "synthetic", *, n: int | None = None, dim: int | No
     if suffix in (".hdf5", ".h5"):
         return open_hdf5(spec, n_queries, n)
     raise InvalidArgument(f"dataset {spec!r}: unknown file type {suffix!r}")
-
-
-# ---------------------------------------------------------------- tuning helper
-
-def _tune(argv: list[str] | None = None) -> None:
-    import argparse
-    import time
-
-    import faiss
-
-    ap = argparse.ArgumentParser(description="measure FAISS HNSW recall@10 on the synthetic data")
-    ap.add_argument("--tune", action="store_true")
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--spec", default="synthetic")
-    a = ap.parse_args(argv)
-    ds = open_dataset(a.spec, n=a.n, dim=a.dim, n_queries=1000)
-    x = np.concatenate([c for _, c, _ in ds.chunks(50_000)])
-    q = ds.queries
-    flat = faiss.IndexFlatIP(ds.dim)
-    flat.add(x)
-    _, gt = flat.search(q, 10)
-    idx = faiss.IndexHNSWFlat(ds.dim, 16, faiss.METRIC_INNER_PRODUCT)
-    idx.hnsw.efConstruction = 64
-    t = time.perf_counter()
-    idx.add(x)
-    build = time.perf_counter() - t
-    out = []
-    for ef in (10, 20, 40, 80, 160):
-        idx.hnsw.efSearch = ef
-        _, got = idx.search(q, 10)
-        rec = np.mean([len(set(a_) & set(b_)) / 10 for a_, b_ in zip(got, gt)])
-        out.append(f"ef {ef}: {rec:.3f}")
-    print(json.dumps(ds.describe()))
-    print(f"build {build:.1f}s; " + ", ".join(out))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    _tune()

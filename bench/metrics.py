@@ -1,4 +1,4 @@
-"""Recall, latency percentiles and Pareto frontiers: plain numpy, no backend in sight.
+"""Recall, latency percentiles, Pareto frontiers and overhead ratios: plain numpy, no backend in sight.
 
 Recall by id: for each query, the share of the true k nearest ids that the backend returned
 in its first k hits; averaged over queries. When a filter leaves fewer than k rows, the true
@@ -50,9 +50,10 @@ def recall_tolerant(found_dist: Sequence[Sequence[float]], true_dist: np.ndarray
 def percentiles_ms(latencies_s: Sequence[float]) -> dict[str, float]:
     a = np.asarray(latencies_s, dtype=np.float64) * 1000.0
     if a.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan"), "max": float("nan")}
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()), "max": float(a.max())}
+        return {key: float("nan") for key in ("p50", "p90", "p95", "p99", "mean", "max")}
+    p50, p90, p95, p99 = np.percentile(a, [50, 90, 95, 99])
+    return {"p50": float(p50), "p90": float(p90), "p95": float(p95), "p99": float(p99), "mean": float(a.mean()),
+            "max": float(a.max())}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -92,3 +93,19 @@ def summary_point(sweep: list[dict[str, Any]], target: float = 0.9) -> dict[str,
     if ok:
         return max(ok, key=lambda s: s.get("best_qps") or 0)
     return max(sweep, key=lambda s: s.get("recall") or 0)
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if a is None or b is None or not np.isfinite(a) or not np.isfinite(b) or b <= 0:
+        return None
+    return float(a) / float(b)
+
+
+def overhead_ratios(entry: dict[str, Any]) -> dict[str, Any]:
+    """vecface / raw from one overhead entry's recorded figures: latency ratios (``p50``, ``p90``;
+    1.10 = vecface takes 10% longer per query) and QPS ratios per client count (``qps``; 0.91 =
+    vecface answers 9% fewer queries per second)."""
+    ours, raw = entry["serial"]["vecface"], entry["serial"]["raw"]
+    return {"p50": _ratio(ours.get("p50"), raw.get("p50")), "p90": _ratio(ours.get("p90"), raw.get("p90")),
+            "qps": [{"clients": t["clients"], "ratio": _ratio(t["vecface"]["qps"], t["raw"]["qps"])}
+                    for t in entry.get("throughput", [])]}

@@ -22,12 +22,12 @@ import pytest
 
 import vecface
 from vecface.bench.datasets import Synthetic
-from vecface.registry import backend_class
+from vecface.registry import BACKENDS as REGISTERED, backend_class
 
 # the session fixtures of the test suite: a temporary VECFACE_HOME and the servers started in it
 from tests.conftest import faiss_options, pgvector_options, vecface_home, weaviate_options  # noqa: F401
 
-BACKENDS = ["faiss", "pgvector", "weaviate"]
+BACKENDS = list(REGISTERED)
 DIM = 512
 _ids = itertools.count()
 

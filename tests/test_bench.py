@@ -6,7 +6,6 @@ Nothing here asserts a timing: benchmarks measure, tests check behaviour.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,12 @@ from typer.testing import CliRunner
 from vecface.bench import datasets as D
 from vecface.bench import groundtruth as G
 from vecface.bench import metrics as M
+from vecface.bench.config import BenchConfig
+from vecface.bench.measure import interleaved_serial, interleaved_throughput
 from vecface.bench.report import load_results, render
-from vecface.bench.runner import BenchConfig, run_benchmark
+from vecface.bench.runner import run_benchmark
+from vecface.registry import backend_class
+from vecface.store import VectorStore
 
 from .conftest import BACKENDS
 
@@ -174,7 +177,7 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
                       concurrency=[1, 2], duration=0.2, warmup=3, filter_queries=25, batch_size=400,
                       baseline_rows=40, out=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"),
                       collection=f"tb{bench_backend[:3]}", backend_options={bench_backend: options},
-                      sweep={"hnsw": [10, 40], "ivfflat": [1, 3]}, keep_answers=True)
+                      sweep={"hnsw": [10, 40], "ivfflat": [1, 3]}, keep_answers=True, overhead_concurrency=[1, 2])
     res = run_benchmark(cfg)
     from vecface.bench.report import write_report
 
@@ -188,16 +191,13 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
     for key in ("vecface", "numpy", "python", "faiss"):
         assert prov["versions"][key]
     assert prov["machine"]["cores"] >= 1 and prov["machine"]["cpu"]
-    if bench_backend == "pgvector":
-        assert prov["servers"]["postgresql"] and prov["servers"]["pgvector"]
-    if bench_backend == "weaviate":
-        assert prov["servers"]["weaviate"]
+    cls = backend_class(bench_backend)
+    if not cls.in_process:  # a server says which versions it runs
+        assert prov["servers"] and all(prov["servers"].values()), prov["servers"]
     assert data["dataset"]["fingerprint"] and data["dataset"]["n"] == 1_500
     assert data["params"]["k"] == k and data["params"]["concurrency"] == [1, 2]
     (load,) = data["loads"]
     assert load["rows"] == 1_500 and load["vectors_per_s"] > 0
-
-    from vecface.registry import backend_class
 
     kinds = [i for i in ("exact", "ivfflat", "hnsw") if i in backend_class(bench_backend).supported_indexes]
     assert [r["index"] for r in data["runs"]] == kinds
@@ -225,7 +225,10 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
             assert all(t["qps"] > 0 and t["queries"] > 0 for t in point["throughput"])
         if run["index"] == "exact":
             assert run["sweep"][0]["recall_tolerant"] == pytest.approx(1.0)
-        assert {f["case"] for f in run["filtered"]} == set(D.FILTER_CASES)
+        # every filter case, once per filter strategy of the backend
+        strategies = list(cls.filter_strategies) or [None]
+        assert sorted((f["case"], str(f["strategy"])) for f in run["filtered"]) == sorted(
+            (c, str(s)) for c in D.FILTER_CASES for s in strategies)
         for f in run["filtered"]:
             mask = tags == f["filter"]["tag"]
             n_q = len(f["answers"]["ids"])
@@ -237,17 +240,44 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
             for hits in f["answers"]["ids"]:  # a filter is never ignored
                 assert all(mask[h] for h in hits)
     (base,) = data["baselines"]
-    if bench_backend in ("pgvector", "weaviate"):
+    if cls.insert_one_by_one is not VectorStore.insert_one_by_one and not cls.in_process:
         assert base.get("vectors_per_s", 0) > 0 and base["bulk_speedup"] > 0, base
+        assert base["method"] and base["rows"] == 40
+    else:
+        assert base["skipped"] and "vectors_per_s" not in base
+    # the price of the abstraction: one comparison, on the HNSW index, at ef_search 40
+    (over,) = data["overhead"]
+    assert (over["backend"], over["index"], over["param"], over["value"]) == (bench_backend, "hnsw", "ef_search", 40)
+    has_raw = cls.raw_searcher is not VectorStore.raw_searcher
+    if has_raw:
+        _check_overhead(over, data["params"]["overhead_concurrency"])
+    else:
+        assert "raw search" in over["skipped"]
     # the report and its plots
     for name in ("results.json", "report.md", "report.html"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     pngs = sorted((tmp_path / "out" / "plots").glob("*.png"))
-    assert len(pngs) == 5 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert len(pngs) == 5 + has_raw and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     page = (tmp_path / "out" / "report.html").read_text()
     assert "data:image/png;base64," in page and "How to read it" in page and "src='plots/" not in page
     md = (tmp_path / "out" / "report.md").read_text()
     assert f"{bench_backend}/hnsw" in md and "How it was measured" in md
+    assert ("vecface overhead vs raw client" in md) == has_raw
+
+
+def _check_overhead(over: dict, concurrency: list[int]) -> None:
+    """An overhead entry holds both paths' figures, and its ratios are vecface / raw of those figures."""
+    assert over["queries"] > 0 and not over.get("skipped")
+    for path in ("vecface", "raw"):
+        lat = over["serial"][path]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["max"]
+    assert over["ratios"]["p50"] == pytest.approx(over["serial"]["vecface"]["p50"] / over["serial"]["raw"]["p50"])
+    assert over["ratios"]["p90"] == pytest.approx(over["serial"]["vecface"]["p90"] / over["serial"]["raw"]["p90"])
+    assert [t["clients"] for t in over["throughput"]] == concurrency
+    assert [r["clients"] for r in over["ratios"]["qps"]] == concurrency
+    for t, r in zip(over["throughput"], over["ratios"]["qps"]):
+        assert t["vecface"]["queries"] > 0 and t["raw"]["queries"] > 0
+        assert r["ratio"] == pytest.approx(t["vecface"]["qps"] / t["raw"]["qps"])
 
 
 def test_report_command_rerenders_and_merges(tmp_path, faiss_options):
@@ -306,3 +336,71 @@ def test_bench_command_quick(tmp_path, faiss_options, vecface_home):
     assert [x["index_spec"] for x in data["runs"]] == ["Exact()", "HNSW(m=8, ef_construction=32)"]
     assert any(s["backend"] == "nosuch" for s in data["skipped"])
     assert "faiss/hnsw" in r.output
+
+
+# ---------------------------------------------------------------- the overhead comparison
+
+
+def test_interleaved_measurements_alternate_and_count_every_call():
+    calls: list[tuple[str, float]] = []
+    paths = {"a": lambda q: calls.append(("a", float(q[0]))), "b": lambda q: calls.append(("b", float(q[0])))}
+    qs = np.arange(6, dtype=np.float32)[:, None]
+    lat = interleaved_serial(paths, qs, warmup=2)
+    assert len(lat["a"]) == len(lat["b"]) == 6
+    timed = calls[4:]  # after 2 warm-up queries through both paths
+    assert [name for name, _ in timed] == ["a", "b", "b", "a"] * 3  # the order flips every query
+    assert [q for _, q in timed] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # each query through both
+
+    seen = {"a": 0, "b": 0}
+
+    def counter(name):
+        def f(q):
+            seen[name] += 1
+        return f
+
+    tp = interleaved_throughput({"a": [counter("a")] * 2, "b": [counter("b")] * 2}, qs, duration=0.1)
+    assert tp["a"]["clients"] == tp["b"]["clients"] == 2
+    assert tp["a"]["queries"] == seen["a"] > 0 and tp["b"]["queries"] == seen["b"] > 0
+    assert tp["a"]["qps"] == pytest.approx(tp["a"]["queries"] / tp["a"]["seconds"])
+
+
+def test_overhead_ratios_come_from_the_recorded_figures():
+    entry = {"serial": {"vecface": {"p50": 1.2, "p90": 2.0}, "raw": {"p50": 1.0, "p90": 1.6}},
+             "throughput": [{"clients": 1, "vecface": {"qps": 900.0}, "raw": {"qps": 1000.0}},
+                            {"clients": 2, "vecface": {"qps": 1500.0}, "raw": {"qps": 0.0}}]}
+    r = M.overhead_ratios(entry)
+    assert r["p50"] == pytest.approx(1.2) and r["p90"] == pytest.approx(1.25)
+    assert r["qps"] == [{"clients": 1, "ratio": pytest.approx(0.9)}, {"clients": 2, "ratio": None}]
+
+
+def test_bench_overhead_command(tmp_path, faiss_options, vecface_home):
+    """``vecface bench overhead`` runs only the comparison: no sweep, no filtered search, no baselines."""
+    import typer
+
+    from vecface.bench.cli import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def main() -> None:
+        """vecface"""
+
+    register(app)
+    r = CliRunner().invoke(app, ["bench", "overhead", "--backends", "faiss", "--n", "1200", "--dim", "16",
+                                 "--queries", "30", "--concurrency", "1,2", "--duration", "0.1",
+                                 "--out", str(tmp_path / "rep"), "--data-dir", str(vecface_home)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert data["params"]["phases"] == ["overhead"]
+    (run,) = data["runs"]
+    assert run["index_spec"] == "HNSW(m=16, ef_construction=64)"
+    assert run["sweep"] == [] and run["filtered"] == [] and data["baselines"] == []
+    (over,) = data["overhead"]
+    assert (over["backend"], over["param"], over["value"]) == ("faiss", "ef_search", 40)
+    if backend_class("faiss").raw_searcher is not VectorStore.raw_searcher:
+        assert over["queries"] == 30
+        _check_overhead(over, [1, 2])
+        assert "vecface overhead vs raw client" in r.output
+        assert (tmp_path / "rep" / "plots" / "overhead_vs_raw.png").exists()
+    else:
+        assert over["skipped"]

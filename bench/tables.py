@@ -1,0 +1,168 @@
+"""The report's tables as rows of strings (one function per table, with its header), and the number
+formatting they share; used by the markdown and HTML report and by the command line's summary."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import metrics
+
+
+def run_label(res: dict[str, Any], i: int) -> str:
+    ds = res.get("dataset", {})
+    return f"run {i + 1}: {ds.get('name', '?')} n={ds.get('n', '?')}, {res.get('created', '?')}"
+
+
+def index_lines(results: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(label, run, results) for every backend x index of every results file."""
+    many = len(results) > 1
+    out = []
+    for i, res in enumerate(results):
+        for run in res.get("runs", []):
+            label = f"{run['backend']}/{run['index']}"
+            if many:
+                label += f" [run {i + 1}]"
+            out.append((label, run, res))
+    return out
+
+
+# ---------------------------------------------------------------- formatting
+
+def fmt(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def num(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    x = float(x)
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def nbytes(b: Any) -> str:
+    if b is None:
+        return "–"
+    b = float(b)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if b < 1024 or unit == "GiB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+        b /= 1024
+    return str(b)
+
+
+def op_point(run: dict[str, Any]) -> dict[str, Any] | None:
+    return metrics.summary_point(run.get("sweep", []))
+
+
+def best_tp(point: dict[str, Any]) -> dict[str, Any] | None:
+    return max(point.get("throughput") or [], key=lambda t: t["qps"], default=None)
+
+
+def summary_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for label, run, res in index_lines(results):
+        load = next((l for l in res.get("loads", []) if l["backend"] == run["backend"]), {})
+        op = op_point(run) or {}
+        tp = best_tp(op) if op else None
+        knob = f"{op['param']}={op['value']}" if op.get("param") else "–"
+        rows.append([label, num(load.get("vectors_per_s")), num(run.get("build_s")), nbytes(run.get("index_size_bytes")),
+                     knob, fmt(op.get("recall")), fmt(op.get("recall_tolerant")),
+                     num(op.get("latency_ms", {}).get("p50")), num(op.get("latency_ms", {}).get("p99")),
+                     f"{num(tp['qps'])} (C={tp['clients']})" if tp else "–"])
+    return rows
+
+
+SUMMARY_HEAD = ["backend/index", "load vec/s", "build s", "index size", "operating point", "recall@k",
+                "tolerant recall", "p50 ms", "p99 ms", "best QPS"]
+
+
+def sweep_rows(run: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for s in run.get("sweep", []):
+        tps = ", ".join(f"C{t['clients']}: {num(t['qps'])}{'*' if t.get('client_bound') else ''}"
+                        for t in s.get("throughput", []))
+        lat = s.get("latency_ms", {})
+        rows.append([f"{s['param']}={s['value']}" if s.get("param") else "exact", str(s.get("queries", "–")),
+                     fmt(s.get("recall")),
+                     fmt(s.get("recall_tolerant")), num(lat.get("p50")), num(lat.get("p95")), num(lat.get("p99")),
+                     tps or "–"])
+    return rows
+
+
+SWEEP_HEAD = ["query parameter", "queries", "recall@k", "tolerant recall", "p50 ms", "p95 ms", "p99 ms",
+              "QPS by clients (* = client-bound)"]
+
+
+def filtered_rows(results) -> list[list[str]]:
+    rows = []
+    for label, run, _ in index_lines(results):
+        for f in run.get("filtered", []):
+            rows.append([label, f["case"], fmt(f.get("share")), f"{f['param']}={f['value']}" if f.get("param") else "exact",
+                         f.get("strategy") or "–", fmt(f.get("recall")), fmt(f.get("recall_tolerant")), num(f.get("latency_ms", {}).get("p50")),
+                         num(f.get("latency_ms", {}).get("p99"))])
+    return rows
+
+
+FILTERED_HEAD = ["backend/index", "filter keeps", "measured share", "query parameter", "filter strategy", "recall@k",
+                 "tolerant recall", "p50 ms", "p99 ms"]
+
+
+def baseline_rows(results) -> list[list[str]]:
+    rows = []
+    many = len(results) > 1
+    for i, res in enumerate(results):
+        for b in res.get("baselines", []):
+            name = b["backend"] + (f" [run {i + 1}]" if many else "")
+            if b.get("skipped"):
+                rows.append([name, "–", "–", num(b.get("bulk_vectors_per_s")), "–", b["skipped"]])
+            else:
+                rows.append([name, b.get("method") or "–", num(b.get("vectors_per_s")),
+                             num(b.get("bulk_vectors_per_s")), f"{num(b.get('bulk_speedup'))}x",
+                             f"{b['rows']} rows"])
+    return rows
+
+
+BASELINE_HEAD = ["backend", "one-at-a-time method", "one-at-a-time vec/s", "bulk vec/s", "bulk speed-up", "note"]
+
+
+def overhead_entries(results) -> list[tuple[str, dict[str, Any]]]:
+    """(label, entry) for every overhead comparison of every results file."""
+    many = len(results) > 1
+    return [(f"{o['backend']}/{o['index']}" + (f" [run {i + 1}]" if many else ""), o)
+            for i, res in enumerate(results) for o in res.get("overhead", [])]
+
+
+def _x(r: Any) -> str:
+    return f"{r:.2f}x" if isinstance(r, (int, float)) and math.isfinite(r) else "–"
+
+
+def overhead_rows(results) -> list[list[str]]:
+    rows = []
+    for label, o in overhead_entries(results):
+        knob = f"{o['param']}={o['value']}" if o.get("param") else "exact"
+        if o.get("skipped"):
+            rows.append([label, knob, "–", "–", "–", "–", "–", "–", o["skipped"]])
+            continue
+        ours, raw, ratios = o["serial"]["vecface"], o["serial"]["raw"], o.get("ratios") or metrics.overhead_ratios(o)
+        by_c = {t["clients"]: t for t in o.get("throughput", [])}
+        qps = ", ".join(f"C{r['clients']}: {num(by_c[r['clients']]['vecface']['qps'])}/"
+                        f"{num(by_c[r['clients']]['raw']['qps'])} = {_x(r['ratio'])}" for r in ratios["qps"])
+        rows.append([label, knob, f"{num(ours['p50'])} / {num(raw['p50'])}", _x(ratios["p50"]),
+                     f"{num(ours['p90'])} / {num(raw['p90'])}", _x(ratios["p90"]),
+                     _x(min((r["ratio"] for r in ratios["qps"] if r["ratio"] is not None), default=None)),
+                     qps or "–", f"{o['queries']} queries"])
+    return rows
+
+
+OVERHEAD_HEAD = ["backend/index", "query parameter", "p50 ms vecface / raw", "p50 ratio", "p90 ms vecface / raw",
+                 "p90 ratio", "worst QPS ratio", "QPS vecface/raw by clients", "note"]
+
