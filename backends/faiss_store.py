@@ -1,30 +1,40 @@
-"""FAISS backend: in-process indexes, metadata and vectors in SQLite beside them.
+"""FAISS backend: an in-process index over a flat vector file, records in memory by column, and a
+SQLite journal as the durable truth; safe to share between processes.
 
-Layout of a collection directory::
+Layout of a collection directory (``<root>/<collection>/``)::
 
-    <root>/<collection>/records.sqlite   ids, metadata, vectors (the source of truth)
-    <root>/<collection>/index.faiss      the FAISS index (IndexIDMap2 over Flat / HNSWFlat, or IVFFlat)
-    <root>/<collection>/index.json       which SQLite generation the index file matches
+    records.sqlite           the journal: config (dim, metric, index, epoch) + one row per write
+    vectors.<epoch>.f32      float32 rows by slot (a slot is also the vector's label in the index)
+    index.<epoch>.faiss      the HNSW / IVF index with a header (epoch, spec, rows covered)
+    writer.lock              flock'ed by the one process writing at a time
+    stamp                    a change counter every process maps, to notice new commits cheaply
 
-String ids map to SQLite row ids (int64, never reused). Every write commits to SQLite in one
-transaction per batch and bumps a generation counter; the index file is written on ``close()``
-and ``flush()``. If the process dies before that, the next open sees the generations differ and
-rebuilds the index from SQLite, so nothing committed is lost.
+A write (one batch): take the writer lock, catch up with what others committed, write the vectors
+at the next free slots and fdatasync them, commit one journal row, apply it in memory, bump the
+stamp. A record is committed when its journal row is; its vector was durable before that.
 
-Deletes (and upserts that replace a vector): Flat and IVFFlat remove the vector from the index
-(``remove_ids``). HNSW graphs cannot remove nodes, so the old node is tombstoned and excluded
-from every search with an ID selector; the graph is rebuilt on ``flush``/``close`` once
-tombstones pass 20% of its nodes.
+The index file is a cache of a prefix of the slots: its header says which epoch and how many rows
+it holds, in the same file as the index bytes. On open (and on catching up) the slots after it are
+read from the vector file and added, so an index written by a process that was behind is never
+wrong, only shorter; a header from another epoch or spec means a rebuild. Exact (flat) indexes
+are not saved: adding the vector file to an IndexFlat is as fast as reading one.
+
+Replaced and deleted records leave dead slots, excluded from every search by the filter bitmap;
+once they pass 20% of the slots, the next close (or ``build_index``) compacts: the live records
+are written under a new epoch (vector file, index, a snapshot of the journal), switched to in
+one journal transaction, and the old files removed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
+import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -36,406 +46,393 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise MissingDependency("faiss-cpu", extra="faiss", purpose="the faiss backend") from e
 
 from vecface.config import data_dir
-from vecface.errors import InvalidArgument
+from vecface.errors import BackendError, CollectionMismatch
 from vecface.store import VectorStore
-from vecface.types import (
-    DEFAULT_EF_SEARCH,
-    DEFAULT_PROBES,
-    HNSW,
-    Exact,
-    Hit,
-    IndexSpec,
-    IVFFlat,
-    Metric,
-    Record,
-    spec_from_dict,
-    spec_to_dict,
-)
+from vecface.types import Exact, Hit, IndexSpec, Metric, Record, spec_from_dict, spec_to_dict
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS records (
-    rid INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    tag TEXT,
-    path TEXT,
-    metadata TEXT NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_tag ON records(tag);
-CREATE INDEX IF NOT EXISTS records_path ON records(path);
-"""
+from . import faiss_index as fi
+from . import faiss_search as fs
+from .faiss_columns import Batch, Columns
+from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, fsync_dir
+from .faiss_journal import DB_NAME, FORMAT, Journal
 
 _COMPACT_FRACTION = 0.2
-# a filter that keeps at most this many rows is answered by an exact scan of those rows: graph and
-# inverted-list searches that skip most of what they visit return too few hits (Weaviate's
-# flatSearchCutoff works the same way)
-_FLAT_FILTER_CUTOFF = 20_000
-# batches of at most this many queries are searched on the calling thread alone
-_SERIAL_QUERIES = 4
-_IVF_TRAIN_PER_LIST = 256
+#: a reader checks the journal at least this often even when the stamp did not move (a writer
+#: killed between its commit and its stamp bump)
+_RECHECK_S = 1.0
+
+
+class _View:
+    """What one epoch holds in memory: columns, vector file, index; swapped whole on an epoch change."""
+
+    def __init__(self, epoch: str, spec: IndexSpec, cols: Columns, vectors: VectorFile, index: Any, gen: int):
+        self.epoch, self.spec, self.cols, self.vectors, self.index, self.gen = epoch, spec, cols, vectors, index, gen
 
 
 class FaissStore(VectorStore):
     backend = "faiss"
     supported_indexes = ("exact", "hnsw", "ivfflat")
+    in_process = True
+    filter_strategies = ("auto", "selector", "exact")
 
     def __init__(self, collection: str, dim: int | None = None, metric: Metric | str | None = None, *,
-                 create: bool = True, path: str | os.PathLike[str] | None = None):
+                 create: bool = True, path: str | os.PathLike[str] | None = None, lock_timeout: float = 60.0):
         self._root = Path(path).expanduser() if path else data_dir() / "faiss"
-        self._lock = threading.RLock()
-        self._db: sqlite3.Connection | None = None
-        self._faiss: Any = None
-        self._tombstones: set[int] = set()
-        self._ivf_lists: int | None = None
+        self._lock_timeout = float(lock_timeout)
+        self._view: _View | None = None
+        self._journal: Journal | None = None
+        self._stamp: Stamp | None = None
+        self._wlock: WriterLock | None = None
+        self._sync_mu = threading.RLock()   # journal access and catching up, one thread at a time
+        self._state = StateLock()             # searches share it; applying changes takes it alone
+        self._seen_stamp = -1
+        self._next_check = 0.0
+        self._cache: dict[Any, Any] = {}    # selections and search parameters, valid for one generation
         super().__init__(collection, dim, metric, create=create)
 
     @classmethod
     def probe(cls, **options: Any) -> str:
         return f"faiss {faiss.__version__}, in-process (threads: {faiss.omp_get_max_threads()})"
 
-    # ------------------------------------------------------------------ lifecycle
     @property
     def directory(self) -> Path:
         return self._root / self.name
 
+    # ------------------------------------------------------------------ lifecycle
     def _connect(self) -> None:
         pass  # the directory is opened in _describe / _create, once the name is known
 
-    def _open_db(self, create: bool) -> bool:
-        db_path = self.directory / "records.sqlite"
-        if not db_path.exists() and not create:
-            return False
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        return True
-
-    def _config(self, key: str) -> str | None:
-        assert self._db is not None
-        row = self._db.execute("SELECT value FROM config WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def _set_config(self, key: str, value: str) -> None:
-        assert self._db is not None
-        self._db.execute("INSERT INTO config(key, value) VALUES (?, ?) "
-                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+    def _open_files(self) -> None:
+        if self._wlock is None:
+            self._wlock = WriterLock(self.directory, self._lock_timeout)
+            self._stamp = Stamp(self.directory)
 
     def _describe(self) -> tuple[int, Metric, IndexSpec] | None:
-        if not (self.directory / "records.sqlite").exists():
+        if not (self.directory / DB_NAME).exists():
             return None
-        self._open_db(create=False)
-        dim = self._config("dim")
-        if dim is None:
-            return None
-        metric = Metric.parse(self._config("metric") or "cosine")
-        spec = spec_from_dict(json.loads(self._config("index") or '{"kind": "exact"}'))
-        self.dim, self.metric = int(dim), metric
-        self._load_index(spec)
-        return int(dim), metric, spec
+        self._open_files()
+        self._journal = Journal(self.directory, create=False)
+        cfg = self._journal.config()
+        if not cfg.get("dim"):
+            return None  # created but never committed: create it now
+        if cfg.get("format") != FORMAT:
+            raise BackendError(f"the FAISS collection {self.name!r} at {self.directory} was written in another "
+                               f"layout (format {cfg.get('format', '1')}, this vecface reads {FORMAT}); "
+                               "re-ingest it into a new collection")
+        self.dim, self.metric = int(cfg["dim"]), Metric.parse(cfg["metric"])
+        self._reload()
+        assert self._view is not None
+        return self.dim, self.metric, self._view.spec
 
     def _create(self) -> None:
-        if self._db is None:
-            self._open_db(create=True)
-        assert self._db is not None
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._set_config("dim", str(self.dim))
-            self._set_config("metric", self.metric.label)
-            self._set_config("index", json.dumps(spec_to_dict(Exact())))
-            self._set_config("generation", "0")
-            self._db.execute("COMMIT")
-        self._faiss = self._new_index(Exact(), 0)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._open_files()
+        with self._wlock:  # two processes creating the same collection: the second opens the first's
+            if self._journal is not None:
+                self._journal.close()
+            self._journal = Journal(self.directory, create=True)
+            cfg = self._journal.config()
+            if not cfg.get("dim"):
+                epoch = uuid.uuid4().hex
+                VectorFile(self._vector_path(epoch), self.dim, create=True).close()
+                self._journal.create(self.dim, self.metric.label, json.dumps(spec_to_dict(Exact())), epoch)
+                fsync_dir(self.directory)
+            elif int(cfg["dim"]) != self.dim or cfg["metric"] != self.metric.label:
+                raise CollectionMismatch(f"collection {self.name!r} was just created by another process "
+                                         f"with dimension {cfg['dim']} and metric {cfg['metric']}")
+            self._reload()
 
     def _disconnect(self) -> None:
-        if self._db is not None:
-            try:
-                if self._faiss is not None:
-                    self._save_index()
-            finally:
-                self._db.close()
-                self._db = None
-                self._faiss = None
+        try:
+            if self._view is not None and self._journal is not None:
+                if self._view.cols.dead > _COMPACT_FRACTION * max(1, self._view.cols.n) and self._wlock.acquire(0):
+                    try:
+                        self._catch_up()
+                        self._compact(self._view.spec)
+                    finally:
+                        self._wlock.release()
+                self._save_index()
+        finally:
+            self._release_files()
+
+    def _release_files(self) -> None:
+        if self._view is not None:
+            self._view.vectors.close()
+        if self._journal is not None:
+            self._journal.close()
+        if self._stamp is not None:
+            self._stamp.close()
+        self._view = self._journal = self._stamp = None
 
     def flush(self) -> None:
-        """Write the index file now (also done by close)."""
+        """Write the index file now if it lags behind (close does it too)."""
         self._check_open()
         self._save_index()
 
-    # ------------------------------------------------------------------ index file
-    def _generation(self) -> int:
-        return int(self._config("generation") or 0)
+    def _vector_path(self, epoch: str) -> Path:
+        return self.directory / f"vectors.{epoch}.f32"
 
-    def _bump_generation(self) -> None:
-        assert self._db is not None
-        self._db.execute("UPDATE config SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+    def _index_path(self, epoch: str) -> Path:
+        return self.directory / f"index.{epoch}.faiss"
+
+    # ------------------------------------------------------------------ catching up with the journal
+    def _refresh(self) -> None:
+        """Catch up when the stamp moved (or every _RECHECK_S): the check costs one shared-memory read."""
+        if self._stamp.read() != self._seen_stamp or time.monotonic() >= self._next_check:
+            with self._sync_mu:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        seen = self._stamp.read()
+        view = self._view
+        cfg, entries = self._journal.read(view.gen)
+        if cfg.get("epoch") != view.epoch:
+            self._reload()
+            return
+        if entries:
+            tail = [(s, b) for _, s, b, _ in entries if b is not None]
+            vectors = [view.vectors.read(s, s + len(b)) for s, b in tail]
+            with self._state.write():
+                for vecs in vectors:
+                    view.index.add(vecs)
+                for _, start, batch, dead in entries:
+                    if batch is not None:
+                        view.cols.append(start, batch)
+                    view.cols.kill(dead)
+                view.gen = entries[-1][0]
+                self._cache.clear()
+        self._seen_stamp = seen
+        self._next_check = time.monotonic() + _RECHECK_S
+
+    def _reload(self) -> None:
+        """Load the current epoch whole: columns from the journal, the index from its file (plus the
+        slots after it) or rebuilt from the vector file."""
+        for _ in range(5):
+            seen = self._stamp.read()
+            cfg, entries = self._journal.read(0)
+            epoch, spec = cfg["epoch"], spec_from_dict(json.loads(cfg["index"]))
+            try:
+                vectors = VectorFile(self._vector_path(epoch), self.dim)
+            except FileNotFoundError:
+                continue  # compacted under us: read the new epoch
+            break
+        else:
+            raise BackendError(f"the FAISS collection {self.name!r} keeps changing epoch; cannot load it")
+        cols = Columns()
+        for _, start, batch, dead in entries:
+            if batch is not None:
+                cols.append(start, batch)
+            cols.kill(dead)
+        index = fi.load_or_build(self._index_path(epoch), epoch, spec, self.dim, self.metric, vectors, cols.n)
+        view = _View(epoch, spec, cols, vectors, index, entries[-1][0] if entries else 0)
+        with self._state.write():
+            old, self._view = self._view, view
+            self._cache.clear()
+        if old is not None and old.vectors is not vectors:
+            old.vectors.close()
+        self._seen_stamp = seen
+        self._next_check = time.monotonic() + _RECHECK_S
 
     def _save_index(self) -> None:
-        with self._lock:
-            if self._tombstones and len(self._tombstones) > _COMPACT_FRACTION * max(1, self._faiss.ntotal):
-                self._rebuild(self._index)
-            tmp = self.directory / "index.faiss.tmp"
-            faiss.write_index(self._faiss, str(tmp))
-            os.replace(tmp, self.directory / "index.faiss")
-            meta = {"generation": self._generation(), "tombstones": sorted(self._tombstones),
-                    "ivf_lists": self._ivf_lists}
-            tmpj = self.directory / "index.json.tmp"
-            tmpj.write_text(json.dumps(meta))
-            os.replace(tmpj, self.directory / "index.json")
-
-    def _load_index(self, spec: IndexSpec) -> None:
-        self._index = spec
-        meta_path, idx_path = self.directory / "index.json", self.directory / "index.faiss"
-        if meta_path.exists() and idx_path.exists():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("generation") == self._generation():
-                self._faiss = faiss.read_index(str(idx_path))
-                self._tombstones = set(meta.get("tombstones") or [])
-                self._ivf_lists = meta.get("ivf_lists")
-                return
-        # no index file, or it is older than the committed data: rebuild from SQLite
-        self._rebuild(spec)
-
-    def _new_index(self, spec: IndexSpec, rows: int) -> Any:
-        d, m = self.dim, self.metric.faiss_metric
-        if isinstance(spec, HNSW):
-            inner = faiss.IndexHNSWFlat(d, spec.m, m)
-            inner.hnsw.efConstruction = spec.ef_construction
-        elif isinstance(spec, IVFFlat):
-            lists = spec.resolve_lists(rows)
-            if rows < 1:
-                raise InvalidArgument("an IVFFlat index is trained on the data: load rows before building it")
-            lists = min(lists, rows)
-            self._ivf_lists = lists
-            # IVF lists store the caller's ids natively (and remove them natively): no IDMap
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlat(d, m), d, lists, m)
-            return ivf
-        else:
-            inner = faiss.IndexFlat(d, m)
-        return faiss.IndexIDMap2(inner)
-
-    def _iter_vectors(self, batch: int = 50_000):
-        assert self._db is not None
-        last = -1
-        while True:
-            rows = self._db.execute("SELECT rid, vector FROM records WHERE rid > ? ORDER BY rid LIMIT ?",
-                                    (last, batch)).fetchall()
-            if not rows:
-                return
-            rids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            yield rids, vecs
-            last = int(rids[-1])
-
-    def _rebuild(self, spec: IndexSpec) -> None:
-        with self._lock:
-            rows = self._count()
-            index = self._new_index(spec, rows)
-            if isinstance(spec, IVFFlat):
-                n_train = min(rows, self._ivf_lists * _IVF_TRAIN_PER_LIST)
-                sample = self._sample(n_train)
-                index.train(sample)
-            for rids, vecs in self._iter_vectors():
-                index.add_with_ids(vecs, rids)
-            self._faiss = index
-            self._tombstones = set()
-            self._ivf_lists = self._ivf_lists if isinstance(spec, IVFFlat) else None
-
-    def _sample(self, n: int) -> np.ndarray:
-        assert self._db is not None
-        # a deterministic, evenly spread sample (every step-th row), so builds are reproducible
-        total = self._count()
-        step = max(1, total // max(1, n))
-        rows = self._db.execute("SELECT vector FROM (SELECT vector, row_number() OVER (ORDER BY rid) AS rn "
-                                "FROM records) WHERE (rn - 1) % ? = 0 LIMIT ?", (step, n)).fetchall()
-        return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+        view = self._view
+        if view is None or isinstance(view.spec, Exact):
+            return
+        path = self._index_path(view.epoch)
+        if fi.is_current(path, view.epoch, view.spec, view.index.ntotal):
+            return  # another process saved as much or more
+        self._state.acquire_read()
+        try:
+            fi.save(path, view.index, fi.header_for(view.epoch, view.spec, view.index))
+        finally:
+            self._state.release_read()
 
     # ------------------------------------------------------------------ writes
-    def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
-        assert self._db is not None
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
+    @contextmanager
+    def _writing(self) -> Iterator[_View]:
+        """The writer lock, caught up with every commit before it; the stamp bumped after."""
+        with self._wlock, self._sync_mu:
+            self._catch_up()
             try:
-                old = self._rids_for(ids)
-                if old:
-                    db.executemany("DELETE FROM records WHERE rid = ?", [(r,) for r in old.values()])
-                db.executemany(
-                    "INSERT INTO records(id, tag, path, metadata, vector) VALUES (?, ?, ?, ?, ?)",
-                    [(i, m.get("tag"), m.get("path"), json.dumps(m), v.tobytes())
-                     for i, v, m in zip(ids, vectors, metadata)])
-                new = self._rids_for(ids)
-                self._bump_generation()
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            self._forget(list(old.values()))
-            rids = np.array([new[i] for i in ids], dtype=np.int64)
-            self._faiss.add_with_ids(vectors, rids)
+                yield self._view
+            finally:
+                self._stamp.bump()
+                self._seen_stamp = self._stamp.read()
 
-    def _forget(self, rids: list[int]) -> None:
-        """Take rids out of the index (remove_ids) or tombstone them (HNSW)."""
-        if not rids:
-            return
-        if isinstance(self._index, HNSW):
-            self._tombstones.update(rids)
-        else:
-            self._faiss.remove_ids(np.array(rids, dtype=np.int64))
+    def _commit(self, write: Any) -> int:
+        j = self._journal
+        j.begin()
+        try:
+            gen = write(j)
+            j.commit()
+        except BaseException:
+            j.rollback()
+            raise
+        return gen
 
-    def _rids_for(self, ids: list[str]) -> dict[str, int]:
-        assert self._db is not None
-        out: dict[str, int] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            q = f"SELECT id, rid FROM records WHERE id IN ({','.join('?' * len(chunk))})"
-            out.update(dict(self._db.execute(q, chunk).fetchall()))
-        return out
+    def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
+        batch = Batch.from_metadata(ids, metadata)
+        with self._writing() as view:
+            start = view.cols.n
+            view.vectors.write(start, vectors)
+            gen = self._commit(lambda j: j.append_batch(start, batch))
+            with self._state.write():
+                view.index.add(vectors)
+                view.cols.append(start, batch)
+                view.gen = gen
+                self._cache.clear()
 
     def _delete(self, ids: list[str]) -> int:
-        assert self._db is not None
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._rids_for(ids)
-                self._db.executemany("DELETE FROM records WHERE rid = ?", [(r,) for r in old.values()])
-                if old:
-                    self._bump_generation()
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._forget(list(old.values()))
-            return len(old)
+        with self._writing() as view:
+            slots = list(view.cols.slots_for(ids).values())
+            if slots:
+                gen = self._commit(lambda j: j.append_dead(slots))
+                with self._state.write():
+                    view.cols.kill(slots)
+                    view.gen = gen
+                    self._cache.clear()
+            return len(slots)
 
     def _build_index(self, spec: IndexSpec) -> None:
-        assert self._db is not None
-        with self._lock:
-            self._rebuild(spec)
-            self._db.execute("BEGIN IMMEDIATE")
-            self._set_config("index", json.dumps(spec_to_dict(spec)))
-            self._db.execute("COMMIT")
-            self._index = spec
-            self._save_index()
+        with self._writing():
+            self._compact(spec)
+
+    def _compact(self, spec: IndexSpec) -> None:
+        """Under the writer lock: the live records under a new epoch, with ``spec`` built over them."""
+        old = self._view
+        epoch = uuid.uuid4().hex
+        live = np.flatnonzero(old.cols.alive[: old.cols.n])
+        vectors = VectorFile(self._vector_path(epoch), self.dim, create=True)
+        try:
+            rows = old.vectors.rows(old.cols.n)
+            for start in range(0, len(live), fi.CHUNK):
+                vectors.write(start, rows[live[start:start + fi.CHUNK]])
+            fsync_dir(self.directory)
+            index = fi.build(spec, self.dim, self.metric, vectors, len(live))
+            if not isinstance(spec, Exact):
+                fi.save(self._index_path(epoch), index, fi.header_for(epoch, spec, index))
+            cols, batches, pos = Columns(), [], 0
+            for _, batch in old.cols.chunks(fi.CHUNK):
+                batches.append((pos, batch))
+                cols.append(pos, batch)
+                pos += len(batch)
+            gen = self._commit(lambda j: j.replace_all(iter(batches), epoch, index=json.dumps(spec_to_dict(spec))))
+        except BaseException:
+            vectors.close()
+            self._remove_other_epochs(keep=old.epoch)
+            raise
+        view = _View(epoch, spec, cols, vectors, index, gen)
+        with self._state.write():
+            self._view = view
+            self._cache.clear()
+        old.vectors.close()
+        self._remove_other_epochs(keep=epoch)
+
+    def _remove_other_epochs(self, keep: str) -> None:
+        for p in self.directory.glob("*.*"):
+            parts = p.name.split(".")
+            if len(parts) == 3 and parts[0] in ("vectors", "index") and parts[1] != keep:
+                p.unlink(missing_ok=True)
 
     def _drop(self) -> None:
         import shutil
 
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-            self._faiss = None
+        with self._wlock:
+            self._release_files()
             shutil.rmtree(self.directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ reads
     def _get(self, ids: list[str]) -> list[Record]:
-        assert self._db is not None
-        out = []
-        for start in range(0, len(ids), 900):
-            chunk = ids[start:start + 900]
-            q = f"SELECT id, metadata, vector FROM records WHERE id IN ({','.join('?' * len(chunk))})"
-            for id_, meta, vec in self._db.execute(q, chunk):
-                out.append(Record(id_, np.frombuffer(vec, dtype=np.float32).copy(), json.loads(meta)))
-        return out
+        self._refresh()
+        self._state.acquire_read()
+        try:
+            view = self._view
+            found = view.cols.slots_for(ids)
+            rows = view.vectors.rows(view.cols.n)
+            metas = view.cols.metadata(list(found.values()))
+            return [Record(i, np.array(rows[s]), m) for (i, s), m in zip(found.items(), metas)]
+        finally:
+            self._state.release_read()
 
     def _count(self) -> int:
-        assert self._db is not None
-        return int(self._db.execute("SELECT count(*) FROM records").fetchone()[0])
+        self._refresh()
+        return self._view.cols.alive_count
 
-    def _selector(self, flt: dict[str, list[str]] | None) -> Any:
-        if flt:
-            where = " AND ".join(f"{col} IN ({','.join('?' * len(vals))})" for col, vals in flt.items())
-            args = [v for vals in flt.values() for v in vals]
-            with self._lock:
-                rids = np.array([r[0] for r in self._db.execute(f"SELECT rid FROM records WHERE {where}", args)],
-                                dtype=np.int64)
-            return (faiss.IDSelectorBatch(rids), rids), len(rids)
-        if self._tombstones:
-            keep_out = faiss.IDSelectorBatch(np.array(sorted(self._tombstones), dtype=np.int64))
-            return (faiss.IDSelectorNot(keep_out), keep_out), None
-        return None, None
-
-    def _params(self, sel: Any) -> Any:
-        if isinstance(self._index, HNSW):
-            p = faiss.SearchParametersHNSW()
-            p.efSearch = self._query.ef_search or DEFAULT_EF_SEARCH
-        elif isinstance(self._index, IVFFlat):
-            p = faiss.SearchParametersIVF()
-            p.nprobe = self._query.probes or DEFAULT_PROBES
-        else:
+    def _search(self, queries: np.ndarray, k: int, flt: dict[str, Any] | None) -> list[list[Hit]]:
+        self._refresh()
+        self._state.acquire_read()
+        try:
+            view = self._view
+            cols = view.cols
+            sel = self._selection(flt) if (flt or cols.dead) else None
+            kk = min(k, cols.alive_count if sel is None else sel.count)
+            if kk == 0:
+                return [[] for _ in range(len(queries))]
             if sel is None:
-                return None
-            p = faiss.SearchParameters()
-        if sel is not None:
-            p.sel = sel
-        return p
-
-    def _search(self, queries: np.ndarray, k: int, flt: dict[str, list[str]] | None) -> list[list[Hit]]:
-        assert self._db is not None
-        keep, allowed = self._selector(flt)  # keep: the selector and what it refers to, alive
-        sel = keep[0] if keep else None
-        if allowed == 0 or self._faiss.ntotal == 0:
-            return [[] for _ in range(len(queries))]
-        if allowed is not None and allowed <= _FLAT_FILTER_CUTOFF and not isinstance(self._index, Exact):
-            dist, labels = self._exact_subset(queries, k, keep[1])
-        else:
-            params = self._params(sel)
-            if isinstance(self._index, HNSW) and params is not None:
-                # HNSW returns at most ef_search results; widen it so k results can come back
-                params.efSearch = max(params.efSearch, k)
-            if len(queries) <= _SERIAL_QUERIES:
-                # OpenMP start-up costs more than one small search: run it on this thread only
-                # (omp_set_num_threads sets the calling thread's own setting)
-                threads = faiss.omp_get_max_threads()
-                faiss.omp_set_num_threads(1)
-                try:
-                    dist, labels = self._faiss.search(queries, k, params=params)
-                finally:
-                    faiss.omp_set_num_threads(threads)
+                params = self._cache.get(kk)
+                if params is None:
+                    params = self._cache[kk] = fs.query_params(view.index, view.spec, self._query.ef_search,
+                                                               self._query.probes, kk)
+                dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+            elif fs.choose(self._query.filter_strategy, sel.count, cols.n) == "exact":
+                dist, labels = fs.on_this_thread(
+                    lambda: fs.exact_scan(view.index, view.spec, view.vectors.rows, queries, kk, sel, self.metric),
+                    len(queries))
             else:
-                dist, labels = self._faiss.search(queries, k, params=params)
-        if self.metric is Metric.L2:
-            dist = np.sqrt(np.maximum(dist, 0))
-        elif self.metric is Metric.COSINE:
-            dist = 1.0 - dist
-        else:
-            dist = -dist
-        wanted = sorted({int(r) for r in labels.ravel() if r >= 0})
-        meta: dict[int, tuple[str, dict[str, Any]]] = {}
-        with self._lock:
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start:start + 900]
-                q = f"SELECT rid, id, metadata FROM records WHERE rid IN ({','.join('?' * len(chunk))})"
-                for rid, id_, m in self._db.execute(q, chunk):
-                    meta[rid] = (id_, json.loads(m))
+                ef = fs.filtered_ef(self._query.ef_search, sel.count / max(1, cols.n))
+                params = fs.query_params(view.index, view.spec, ef, self._query.probes, kk, sel.sel)
+                dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+            return self._hits(cols, fs.to_distance(dist, self.metric), labels)
+        finally:
+            self._state.release_read()
+
+    def _selection(self, flt: dict[str, Any] | None) -> fs.Selection | None:
+        key = ("sel", json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None)
+        sel = self._cache.get(key)
+        if sel is None:
+            mask = self._view.cols.mask(flt)
+            sel = self._cache[key] = fs.Selection(mask) if mask is not None else None
+        return sel
+
+    def _hits(self, cols: Columns, dist: np.ndarray, labels: np.ndarray) -> list[list[Hit]]:
         out = []
+        metric = self.metric
         for drow, lrow in zip(dist, labels):
-            hits = []
-            for d, r in zip(drow, lrow):
-                if r >= 0 and int(r) in meta:
-                    id_, m = meta[int(r)]
-                    hits.append(self._hit(id_, float(d), m))
-            out.append(hits)
+            if lrow[-1] < 0:
+                keep = lrow >= 0
+                drow, lrow = drow[keep], lrow[keep]
+            ds = drow.tolist()
+            sims = ((1.0 - drow).tolist() if metric is Metric.COSINE else (-drow).tolist() if metric is Metric.IP
+                    else [None] * len(ds))
+            slots = lrow.tolist()
+            out.append([Hit(i, d, s, m) for i, d, s, m in
+                        zip(cols.ids[lrow].tolist(), ds, sims, cols.metadata(slots))])
         return out
 
-    def _exact_subset(self, queries: np.ndarray, k: int, rids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scan over the rows ``rids``, in FAISS's raw score convention."""
-        assert self._db is not None
-        with self._lock:
-            vecs, found = [], []
-            for start in range(0, len(rids), 900):
-                chunk = [int(r) for r in rids[start:start + 900]]
-                q = f"SELECT rid, vector FROM records WHERE rid IN ({','.join('?' * len(chunk))})"
-                for rid, blob in self._db.execute(q, chunk):
-                    found.append(rid)
-                    vecs.append(np.frombuffer(blob, dtype=np.float32))
-        sub = faiss.IndexIDMap2(faiss.IndexFlat(self.dim, self.metric.faiss_metric))
-        sub.add_with_ids(np.vstack(vecs), np.array(found, dtype=np.int64))
-        return sub.search(queries, k)
+    def _apply_query_params(self) -> None:
+        self._cache.clear()
+
+    # ------------------------------------------------------------------ measurement hooks
+    def raw_searcher(self, k: int) -> Any:
+        """FAISS's own ``index.search`` on this collection's index, same efSearch / nprobe, one thread."""
+        self._check_open()
+        view = self._view
+        kk = max(1, min(int(k), view.index.ntotal))
+        params = fs.query_params(view.index, view.spec, self._query.ef_search, self._query.probes, kk)
+        index = view.index
+
+        def search(vector: Any) -> np.ndarray:
+            q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+            return fs.on_this_thread(lambda: index.search(q, kk, params=params), 1)[1][0]
+
+        return search
+
+    def storage_bytes(self) -> int | None:
+        self._check_open()
+        return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
 
     def _index_size(self) -> int | None:
-        with self._lock:
-            return int(faiss.serialize_index(self._faiss).nbytes)
+        self._state.acquire_read()
+        try:
+            return int(faiss.serialize_index(self._view.index).nbytes)
+        finally:
+            self._state.release_read()
