@@ -1,0 +1,175 @@
+"""People: faces grouped without a reference photo, named, merged, split; searched by person and date.
+
+Real parts only: photos built from scikit-image's and matplotlib's portraits (tests/people_photos.py),
+the real dlib face pipeline, and each real backend.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+import numpy as np
+import pytest
+
+from vecface import people
+from vecface.errors import InvalidArgument, UnknownRecord
+from vecface.ingest import ingest_folder
+from vecface.manifest import Manifest
+
+from .conftest import clustered
+from .people_photos import build
+
+pytest.importorskip("dlib")
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("people")
+    return root, build(root)
+
+
+@pytest.fixture
+def books(tmp_path):
+    """The ingest manifest and the people table of this test (one SQLite file)."""
+    path = tmp_path / "ingest.sqlite"
+    with Manifest(path) as m, people.PeopleTable(path) as t:
+        yield m, t
+
+
+def _ingest(store, root, dlib_embedder, manifest):
+    report = ingest_folder(store, root, dlib_embedder, manifest=manifest, progress=False, log_dir=root.parent / "logs")
+    assert not report.skipped, report.skipped
+    return report
+
+
+def _truth(photos):
+    """path -> the person names in it."""
+    return {str(p.path): p.people for p in photos}
+
+
+def _groups(store, manifest):
+    """person id -> list of (path, bbox) of its faces."""
+    out = defaultdict(list)
+    for rec in store.get(people.collection_ids(store, manifest)):
+        out[rec.metadata.get("person")].append((rec.metadata["path"], rec.metadata["bbox"]))
+    return out
+
+
+def _name_of(faces_of_person, truth):
+    """The one labelled person a group's faces belong to (single-face photos decide)."""
+    names = {truth[p][0] for p, _ in faces_of_person if len(truth[p]) == 1}
+    assert len(names) == 1, f"a group mixes {names}"
+    return names.pop()
+
+
+def test_cluster_groups_tight_vectors_and_checks_threshold():
+    x = clustered(60, 16, clusters=4, spread=0.05, seed=3)
+    labels = people.cluster(x, 0.1)
+    centres = np.round(x @ x.T > 0.9)  # pairs of the same centre
+    same = labels[:, None] == labels[None, :]
+    assert (same == centres.astype(bool)).all()
+    assert labels.max() + 1 == 4 and (np.bincount(labels) == sorted(np.bincount(labels), reverse=True)).all()
+    assert len(set(people.cluster(x, 1.99).tolist())) == 1  # everything within reach: one group
+    assert len(people.cluster(np.zeros((0, 16), np.float32), 0.1)) == 0
+    for bad in (0, -0.1, 2.5, True):
+        with pytest.raises(InvalidArgument):
+            people.cluster(x, bad)
+
+
+def test_people_grouped_named_and_searched_by_person_and_date(store_factory, photo_folder, dlib_embedder, books):
+    """The issue's acceptance test: each person's faces in one group, different people apart, and
+    a search with person= and a taken range returns only their photos in that range."""
+    root, photos = photo_folder
+    manifest, table = books
+    store = store_factory(dim=dlib_embedder.dim)
+    _ingest(store, root, dlib_embedder, manifest)
+    report = people.group(store, manifest=manifest, table=table)
+    truth = _truth(photos)
+    groups = _groups(store, manifest)
+    assert None not in groups  # every face has a person
+    names = {pid: _name_of(faces, truth) for pid, faces in groups.items()}
+    assert sorted(names.values()) == sorted({"eileen", "grace", "alex", "blake", "casey"})  # apart, and one each
+    for pid, faces in groups.items():  # each person's faces all in their group, the group photo's too
+        assert {p for p, _ in faces} == {p for p, who in truth.items() if names[pid] in who}
+    assert [p.faces for p in report.people] == sorted((len(f) for f in groups.values()), reverse=True)
+    assert all(p.representative in {r.id for r in store.get(people.collection_ids(store, manifest))
+                                    if r.metadata["person"] == p.id} for p in report.people)
+
+    grace = next(pid for pid, n in names.items() if n == "grace")
+    people.rename(store, grace, "Grace Hopper", table)
+    assert people.resolve(store, "grace hopper", table) == [grace]
+    with pytest.raises(UnknownRecord, match="no person 'Ada'"):
+        people.resolve(store, "Ada", table)
+
+    # person= and a taken range: grace's photos are dated 2024-01-02, -02-02, -03-02, -04-02 and the group photo 03-15
+    flt = {"person": people.resolve(store, "Grace Hopper", table), "taken": {"gte": "2024-02-01", "lte": "2024-03-31"}}
+    query = next(r.vector for r in store.get(people.collection_ids(store, manifest)) if r.metadata["person"] != grace)
+    hits = store.search(query, k=50, filter=flt)
+    want = {str(p.path) for p in photos if "grace" in p.people and datetime(2024, 2, 1) <= p.taken <= datetime(2024, 3, 31)}
+    assert len(want) == 3
+    assert {h.path for h in hits} == want
+    assert all(h.metadata["person"] == grace for h in hits)
+
+
+def test_merge_split_unassign_survive_regrouping(photo_folder, dlib_embedder, books, faiss_options):
+    import vecface
+
+    root, photos = photo_folder
+    manifest, table = books
+    with vecface.open_store("faiss", "people_edit", dlib_embedder.dim, "cosine", **faiss_options) as store:
+        try:
+            _ingest(store, root, dlib_embedder, manifest)
+            people.group(store, manifest=manifest, table=table)
+            truth = _truth(photos)
+            ids = {_name_of(f, truth): pid for pid, f in _groups(store, manifest).items()}
+            people.rename(store, ids["alex"], "Alex", table)
+            with pytest.raises(InvalidArgument, match="already named"):
+                people.rename(store, ids["blake"], "alex", table)
+            merged = people.merge(store, ids["blake"], "Alex", manifest=manifest, table=table)
+            assert merged.id == ids["blake"] and merged.name == "Alex" and merged.faces == 8
+            # one of casey's faces is wrong: take it out; another becomes a person of its own
+            casey = [r for r in store.get(people.collection_ids(store, manifest)) if r.metadata["person"] == ids["casey"]]
+            assert people.unassign(store, [casey[0].id], manifest=manifest, table=table) == 1
+            alone = people.split(store, [casey[1].id], manifest=manifest, table=table)
+            assert alone.faces == 1 and alone.id not in ids.values()
+            with pytest.raises(UnknownRecord):
+                people.unassign(store, ["no-such-face"], manifest=manifest, table=table)
+
+            again = people.group(store, manifest=manifest, table=table)  # keeps ids, names, merge and hand edits
+            by_id = {p.id: p for p in again.people}
+            assert by_id[ids["blake"]].name == "Alex" and by_id[ids["blake"]].faces == 8
+            assert ids["alex"] not in by_id
+            assert by_id[ids["casey"]].faces == 2 and by_id[alone.id].faces == 1
+            (gone,) = store.get([casey[0].id])
+            assert "person" not in gone.metadata and gone.metadata["person_fixed"] is True
+            assert by_id[ids["eileen"]].faces == 5 and by_id[ids["grace"]].faces == 5
+            fresh = people.group(store, fresh=True, manifest=manifest, table=table)
+            assert len(fresh.people) == 6  # alex and blake apart again; the split face stays alone
+        finally:
+            store.drop()
+
+
+def test_new_photos_join_known_people(tmp_path, dlib_embedder, books, faiss_options):
+    import vecface
+
+    manifest, table = books
+    first, later = tmp_path / "first", tmp_path / "later"
+    build(first, per_person=3, people=["eileen", "grace", "alex"], group_photo=False)
+    later_photos = build(later, per_person=5, people=["eileen", "blake"], group_photo=False)
+    with vecface.open_store("faiss", "people_new", dlib_embedder.dim, "cosine", **faiss_options) as store:
+        try:
+            _ingest(store, first, dlib_embedder, manifest)
+            assert people.assign_new(store, manifest=manifest, table=table) == {}  # no people yet: nothing to do
+            before = {p.id for p in people.group(store, manifest=manifest, table=table).people}
+            eileen = {r.metadata["person"] for r in store.get(people.collection_ids(store, manifest))
+                      if "/eileen/" in r.metadata["path"]}
+            _ingest(store, later, dlib_embedder, manifest)
+            assigned = people.assign_new(store, manifest=manifest, table=table)
+            assert len(assigned) == len(later_photos)
+            got = {r.metadata["path"]: r.metadata["person"] for r in store.get(list(assigned))}
+            assert {got[str(p.path)] for p in later_photos if p.people == ("eileen",)} == eileen
+            blake = {got[str(p.path)] for p in later_photos if p.people == ("blake",)}
+            assert len(blake) == 1 and not blake & before  # one new person for all of blake's photos
+            assert people.assign_new(store, manifest=manifest, table=table) == {}  # all placed now
+        finally:
+            store.drop()
