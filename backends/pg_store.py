@@ -257,7 +257,7 @@ class PgVectorStore(VectorStore):
         """The table with its TOAST and every index (pg_total_relation_size)."""
         self._check_open()
         with self._lock:
-            return int(self._c().execute("SELECT pg_total_relation_size(to_regclass(%s))",
+            return int(self._c().execute("SELECT pg_total_relation_size(%s::regclass)",
                                          (self._n.table_text,)).fetchone()[0])
 
     @converts_errors("row-by-row insert")

@@ -1,0 +1,224 @@
+"""The pgvector backend beyond the shared contract: its names, limits, errors, filter columns and
+strategies, hooks, the old layout's migration, parallel loads and read-replica fallback, against the
+embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+import vecface
+from vecface import HNSW, IVFFlat, Record
+from vecface.backends import pg_server
+from vecface.backends.pg_store import PARALLEL_MIN_ROWS, PgVectorStore
+from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex
+from vecface.types import matches_filter, normalise_filter
+
+from .conftest import clustered
+
+
+@pytest.fixture
+def pg(pgvector_options):
+    made = []
+
+    def make(name, dim=8, **kw):
+        s = vecface.open_store("pgvector", name, dim, **pgvector_options, **kw)
+        made.append(s)
+        return s
+
+    make.options = pgvector_options
+    yield make
+    for s in made:
+        if not s._closed:
+            s.drop()
+
+
+@pytest.fixture
+def admin(pgvector_options):
+    """A connection of the test's own to the same server."""
+    home = pgvector_options.get("data_dir")
+    uri = pg_server.acquire(home)
+    with psycopg.connect(uri, autocommit=True) as conn:
+        yield conn
+    pg_server.release(home)
+
+
+def test_names_that_clashed_with_vecfaces_own_now_coexist(pg):
+    """A collection named like the catalog, or like another collection's index or key, used to
+    clash with vecface's own names (raw psycopg errors, broken index builds)."""
+    names = ["collections", "a", "a_embedding_idx", "a_tag_idx", "a_pkey", "c_a", "v_a", "p_a", "f_a__tag"]
+    x = clustered(40, 8)
+    stores = {}
+    for i, name in enumerate(names):
+        s = pg(name)
+        s.upsert_arrays([f"{name}-{j}" for j in range(10 + i)], x[: 10 + i], [{"tag": "t"}] * (10 + i))
+        stores[name] = s
+    for s in stores.values():
+        s.build_index(HNSW(m=4, ef_construction=16))
+    stores["a"].build_index(IVFFlat(lists=2))  # rebuilding one collection's index touches no other
+    for i, name in enumerate(names):
+        s = stores[name]
+        assert s.count() == 10 + i
+        assert s.search(x[0], k=1, filter={"tag": "t"})[0].id == f"{name}-0"
+
+
+def test_dimension_limits_are_vecface_errors(pg):
+    with pytest.raises(InvalidArgument, match="16,000"):
+        pg("too_wide", dim=16_001)
+    s = pg("wide", dim=2_001)
+    s.upsert_arrays(["a", "b"], np.eye(2, 2_001, dtype=np.float32))
+    with pytest.raises(UnsupportedIndex, match="2,000"):
+        s.build_index(HNSW())
+    assert s.search(np.eye(1, 2_001, dtype=np.float32)[0], k=1)[0].id == "a"  # exact search still works
+
+
+def test_every_method_converts_server_errors(pg, admin):
+    s = pg("vanishing")
+    s.upsert_arrays(["a"], np.ones((1, 8)))
+    admin.execute("DROP TABLE vecface.c_vanishing")
+    for call in (s.count, lambda: s.get(["a"]), lambda: s.delete(["a"]), lambda: s.search(np.ones(8), k=1),
+                 lambda: s.upsert_arrays(["b"], np.ones((1, 8))), lambda: s.build_index(HNSW()),
+                 s.storage_bytes):
+        with pytest.raises(BackendError):
+            call()
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                  "AND query NOT LIKE '%%pg_terminate_backend%%' AND backend_type = 'client backend' "
+                  "AND pid = %s", (s._c().info.backend_pid,))
+    with pytest.raises(BackendUnavailable):
+        s.count()
+    s.close()
+
+
+def _people(n: int, rng) -> list[dict]:
+    metas = []
+    for i in range(n):
+        m: dict = {"tag": ["a", "b", "c"][i % 3]}
+        if i % 4:
+            m["person"] = ["ann", "bob", "cy"][i % 5 % 3]
+        if i % 5:
+            m["camera"] = ["nikon", "canon"][i % 2]
+        if i % 6 == 1:
+            m["taken"] = f"2024-06-{1 + i % 28:02d}T12:00:00"
+        elif i % 6 == 2:
+            m["taken"] = 1_700_000_000 + 3600 * i
+        elif i % 6 == 3:
+            m["taken"] = "not a date"
+        if i % 7:
+            m["lat"], m["lon"] = float(rng.uniform(-60, 60)), float(rng.uniform(-170, 170))
+        elif i % 2:
+            m["lat"] = "north"  # not a number: never matches a range
+        metas.append(m)
+    return metas
+
+
+FILTERS = [
+    {"person": "ann"},
+    {"person": ["bob", "cy"], "camera": "canon"},
+    {"taken": {"gte": "2024-06-05", "lte": "2024-06-20"}},
+    {"taken": {"gte": 1_700_000_000 + 3600 * 100}},
+    {"lat": {"gte": 0.0}, "lon": {"lte": 50.0}},
+    {"lat": {"lte": -10.0}, "tag": ["a", "c"], "person": "ann"},
+]
+
+
+@pytest.mark.parametrize("strategy", PgVectorStore.filter_strategies)
+def test_filter_columns_and_ranges_match_the_reference(pg, strategy):
+    rng = np.random.default_rng(3)
+    x = clustered(600, 16, seed=4)
+    metas = _people(600, rng)
+    s = pg(f"people_{strategy}", dim=16)
+    s.upsert_arrays([f"r{i}" for i in range(600)], x, metas)
+    s.build_index(HNSW(m=8, ef_construction=64))
+    s.set_query_params(ef_search=100, filter_strategy=strategy)
+    for flt in FILTERS:
+        allowed = [i for i in range(600) if matches_filter(metas[i], normalise_filter(flt))]
+        assert allowed, flt
+        q = x[allowed[len(allowed) // 2]]
+        want = [f"r{allowed[i]}" for i in np.argsort(1 - x[allowed] @ q, kind="stable")[:10]]
+        hits = s.search(q, k=10, filter=flt)
+        assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+        assert all(matches_filter(h.metadata, normalise_filter(flt)) for h in hits)
+        assert len(hits) == min(10, len(allowed))
+        found = len({h.id for h in hits} & set(want)) / len(want)
+        assert found >= (1.0 if strategy == "exact" else 0.8), (flt, found)
+
+
+def test_legacy_layout_is_migrated_on_open(pg, admin):
+    """Tables of the layout before the vecface schema (public.vecface_collections, public.vecface_<name>,
+    no filter columns) are moved into the schema, keep their index, and get their filter columns."""
+    admin.execute("CREATE TABLE IF NOT EXISTS public.vecface_collections (name text PRIMARY KEY, "
+                  "dim int NOT NULL, metric text NOT NULL, index jsonb NOT NULL)")
+    admin.execute("CREATE TABLE public.vecface_oldie (id text PRIMARY KEY, embedding vector(4) NOT NULL, "
+                  "tag text, path text, metadata jsonb NOT NULL DEFAULT '{}')")
+    admin.execute("CREATE INDEX vecface_oldie_tag_idx ON public.vecface_oldie (tag)")
+    admin.execute("INSERT INTO public.vecface_oldie VALUES "
+                  "('a', '[1,0,0,0]', 'x', '/a.jpg', '{\"tag\": \"x\", \"path\": \"/a.jpg\", \"person\": \"ann\", \"lat\": 10}'), "
+                  "('b', '[0,1,0,0]', 'y', NULL, '{\"tag\": \"y\", \"taken\": \"2020-01-01\"}'), "
+                  "('c', '[0,0,1,0]', NULL, NULL, '{}')")
+    admin.execute("CREATE INDEX vecface_oldie_embedding_idx ON public.vecface_oldie USING hnsw (embedding vector_cosine_ops)")
+    admin.execute("INSERT INTO public.vecface_collections VALUES ('oldie', 4, 'cosine', '{\"kind\": \"hnsw\", \"m\": 16, \"ef_construction\": 64}')")
+    with vecface.open_store("pgvector", "oldie", **pg.options) as s:
+        assert s.count() == 3 and s.dim == 4 and s.index == HNSW()
+        assert s.get("a")[0].metadata == {"tag": "x", "path": "/a.jpg", "person": "ann", "lat": 10}
+        assert [h.id for h in s.search([1, 0, 0, 0], k=3, filter={"person": "ann"})] == ["a"]
+        assert [h.id for h in s.search([1, 0, 0, 0], k=3, filter={"lat": {"gte": 5}})] == ["a"]
+        assert [h.id for h in s.search([1, 0, 0, 0], k=3, filter={"taken": {"lte": "2020-06-01"}})] == ["b"]
+        assert [h.id for h in s.search([1, 0, 0, 0], k=3, filter={"tag": "y"})] == ["b"]
+        s.drop()
+    assert admin.execute("SELECT to_regclass('public.vecface_collections'), to_regclass('public.vecface_oldie')"
+                         ).fetchone() == (None, None)
+    names = {r[0] for r in admin.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = 'vecface' AND tablename = 'c_oldie'").fetchall()}
+    assert names == set()  # dropped with the collection; nothing left behind in public either
+
+
+def test_hooks_raw_searcher_one_by_one_sizes(pg, admin):
+    x = clustered(500, 8)
+    s = pg("hooks")
+    s.upsert_arrays([f"r{i}" for i in range(500)], x, [{"tag": "t"}] * 500)
+    s.build_index(HNSW(m=8, ef_construction=32))
+    s.set_query_params(ef_search=64)
+    raw = s.raw_searcher(5)
+    for q in x[:20]:
+        assert raw(q) == [h.id for h in s.search(q, k=5)]
+    assert s.server_versions()["pgvector"].startswith("0.")
+    assert s.storage_bytes() > 500 * 8 * 4
+    ticks = []
+    method = s.insert_one_by_one([f"o{i}" for i in range(30)], x[:30], [{"tag": "t"}] * 30, ticks.append)
+    assert "row" in method and ticks == [1] * 30
+    assert s.count() == 500  # the baseline wrote elsewhere, and cleaned up after itself
+    assert admin.execute("SELECT to_regclass('vecface.r_hooks')").fetchone() == (None,)
+
+
+def test_load_into_an_empty_collection_over_several_streams(pg):
+    n = PARALLEL_MIN_ROWS + 1234
+    x = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
+    s = pg("streams", dim=4, load_streams=3)
+    ids = [f"r{i}" for i in range(n)]
+    assert s.upsert_arrays(ids, x, [{"tag": str(i % 7), "n": i} for i in range(n)], batch_size=997) == n
+    assert s.count() == n
+    got = s.get(["r0", f"r{n - 1}", "r20000"])
+    assert [r.metadata["n"] for r in got] == [0, n - 1, 20000]
+    np.testing.assert_allclose(got[1].vector, x[n - 1] / np.linalg.norm(x[n - 1]), atol=1e-6)
+    # not empty any more: the same ids again go through the merge, nothing doubled
+    assert s.upsert_arrays(ids[:PARALLEL_MIN_ROWS + 1], x[:PARALLEL_MIN_ROWS + 1]) == PARALLEL_MIN_ROWS + 1
+    assert s.count() == n and s.get("r5")[0].metadata == {}
+
+
+def test_searches_fall_back_to_the_primary_when_a_replica_is_down(pg, pgvector_options):
+    home = pgvector_options.get("data_dir")
+    uri = pg_server.acquire(home)
+    try:
+        down = "postgresql://nobody@/postgres?host=/nonexistent-vecface-socket&port=1"
+        s = vecface.open_store("pgvector", "replicated", 8, dsn=uri, read_dsns=[down, down])
+        try:
+            s.upsert([Record("a", np.ones(8)), Record("b", -np.ones(8))])
+            assert [h.id for h in s.search(np.ones(8), k=1)] == ["a"]
+            assert [h.id for h in s.search(-np.ones(8), k=1)] == ["b"]
+        finally:
+            s.drop()
+    finally:
+        pg_server.release(home)
+    with pytest.raises(InvalidArgument):
+        vecface.open_store("pgvector", "replicated", 8, read_dsns=[down], **pgvector_options)
