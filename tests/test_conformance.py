@@ -288,3 +288,93 @@ def test_closed_store_refuses(store_factory):
     s.close()
     with pytest.raises(StoreClosed):
         s.count()
+
+
+# ---------------------------------------------------------------- range filters (taken, lat, lon) with person/camera
+
+def _range_records(n: int, seed: int = 11):
+    """Records with person, camera, taken (ISO text, some with a zone, some as epoch seconds) and
+    a position; about a tenth lack each field (a record without a field never matches a filter on it)."""
+    import datetime as dt
+
+    rng = np.random.default_rng(seed)
+    x = clustered(n, 8, seed=seed)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    metas = []
+    for i in range(n):
+        m = {"path": f"/img/{i}.jpg", "person": f"p{i % 4 + 1}", "camera": ("Canon EOS 5D", "NIKON D750")[i % 2]}
+        when = start + dt.timedelta(days=int(rng.integers(0, 366)), seconds=int(rng.integers(0, 86400)))
+        m["taken"] = (when.timestamp() if i % 5 == 0 else
+                      when.astimezone(dt.timezone(dt.timedelta(hours=2))).isoformat() if i % 5 == 1 else
+                      when.replace(tzinfo=None).isoformat())  # naive text is read as UTC
+        m["lat"], m["lon"] = float(rng.uniform(-60, 70)), float(rng.uniform(-180, 180))
+        for key in ("person", "taken", "lat", "camera"):
+            if rng.random() < 0.1:
+                m.pop(key)
+        metas.append(m)
+    return x, metas
+
+
+RANGE_FILTERS = [
+    {"taken": {"gte": "2024-03-01", "lte": "2024-06-30T23:59:59"}},
+    {"taken": {"gte": "2024-11-01T00:00:00+01:00"}},  # open above, with a zone
+    {"taken": {"lte": 1706745600}},  # epoch seconds: up to 2024-02-01
+    {"lat": {"gte": 35.0, "lte": 60.0}, "lon": {"gte": -10.0, "lte": 30.0}},  # a bounding box
+    {"person": "p2", "taken": {"gte": "2024-02-01", "lte": "2024-10-31"}},
+    {"person": ["p1", "p3"], "camera": "Canon EOS 5D", "lat": {"lte": 0.0}},
+    {"camera": "NIKON D750", "lon": {"gte": 100.0}},
+]
+
+
+@pytest.mark.parametrize("flt", RANGE_FILTERS, ids=lambda f: "+".join(f))
+def test_range_filters_match_brute_force(store_factory, flt):
+    from vecface.types import matches_filter, normalise_filter
+
+    s = store_factory(dim=8)
+    x, metas = _range_records(400)
+    s.upsert_arrays([f"r{i}" for i in range(len(x))], x, metas)
+    allowed = [i for i, m in enumerate(metas) if matches_filter(m, normalise_filter(flt))]
+    assert 0 < len(allowed) < len(x)  # the case filters something and keeps something
+    for q in (0, 123, 399):
+        order, dist = _brute(x[allowed], x[q], "cosine", 10)
+        hits = s.search(x[q], k=10, filter=flt)
+        assert [h.id for h in hits] == [f"r{allowed[i]}" for i in order]
+        np.testing.assert_allclose([h.distance for h in hits], dist, atol=1e-4)
+    hits = s.search(x[0], k=len(x), filter=flt)
+    assert sorted(h.id for h in hits) == sorted(f"r{i}" for i in allowed)
+
+
+def test_range_filters_with_hnsw_index(store_factory):
+    from vecface.types import matches_filter, normalise_filter
+
+    s = store_factory(dim=8)
+    x, metas = _range_records(1500, seed=12)
+    s.upsert_arrays([f"r{i}" for i in range(len(x))], x, metas)
+    if "hnsw" not in s.supported_indexes:
+        pytest.skip(f"{s.backend} has no HNSW index")
+    s.build_index(HNSW())
+    s.set_query_params(ef_search=64)
+    flt = {"person": "p3", "taken": {"gte": "2024-05-01", "lte": "2024-05-31"}}  # about 2% of the rows
+    norm = normalise_filter(flt)
+    allowed = [i for i, m in enumerate(metas) if matches_filter(m, norm)]
+    hits = s.search(x[7], k=10, filter=flt)
+    assert len(hits) == min(10, len(allowed))
+    assert all(matches_filter(m.metadata, norm) for m in hits)
+    order, _ = _brute(x[allowed], x[7], "cosine", 10)
+    assert len({h.id for h in hits} & {f"r{allowed[i]}" for i in order}) >= 8
+
+
+@pytest.mark.parametrize("flt", [
+    {"taken": {"gte": "2024-06-01", "lte": "2024-01-01"}},  # gte above lte
+    {"taken": {"gte": "last tuesday"}},
+    {"lat": {"gte": "north"}},
+    {"lat": {"near": 3}},
+    {"lon": 12.5},  # a range field needs {gte, lte}
+    {"lat": {"gte": float("nan")}},
+    {"person": 3},
+])
+def test_bad_range_filters(store_factory, flt):
+    s = store_factory(dim=8)
+    s.upsert(_records(clustered(5, 8)))
+    with pytest.raises(InvalidFilter):
+        s.search(np.ones(8), k=3, filter=flt)
