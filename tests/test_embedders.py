@@ -126,3 +126,12 @@ def test_clip_text_and_image_search_each_backend(store_factory, tiny_clip, tmp_p
     with pytest.raises(VecfaceError, match="no record"):
         search_id(store, "nope", k=3)
 
+
+
+def test_max_pixels_above_pillows_limit(monkeypatch):
+    """vecface's max_pixels is the limit, above Pillow's own too; the error quotes vecface's."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses over twice this: 2,000
+    png = encode(Image.new("RGB", (50, 50), (0, 128, 255)), "PNG")  # 2,500 pixels
+    assert decode_image(png, max_pixels=10_000).size == (50, 50)
+    with pytest.raises(ImageError, match=r"over the limit of 1,500$"):
+        decode_image(png, max_pixels=1500)

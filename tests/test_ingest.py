@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vecface.images import path_text, text_path
 from vecface.ingest import EXIT_SKIPPED, ingest_folder, record_id
 from vecface.manifest import Manifest
 
@@ -23,7 +25,7 @@ from .conftest import astronaut, encode, png_bomb
 
 skimage_data = pytest.importorskip("skimage.data")
 
-CLI = [sys.executable, "-m", "vecface.cli_search"]
+CLI = [sys.executable, "-m", "vecface.cli"]
 
 # ingest one file per batch, sleeping 0.4 s after each, so a test can kill it midway
 SLOW_INGEST = """
@@ -210,3 +212,65 @@ def test_sigkill_midway_then_rerun(store_factory, tmp_path, vecface_home):
         files = manifest.files(backend, name)
     assert sorted(files) == expected["good"]
     assert {i for s in files.values() for i in s.ids} == ids
+
+
+def test_odd_file_names_are_stored_and_cannot_forge_log_lines(store_factory, tmp_path, dlib_embedder):
+    """A name that is not valid UTF-8 is stored with a path that maps back to the same bytes; a
+    name holding newlines and tabs is one escaped line in the log."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    jpg = encode(astronaut(320), "JPEG", quality=90)
+    latin1 = os.fsencode(root) + b"/caf\xe9.jpg"  # Latin-1 "café": not valid UTF-8
+    with open(latin1, "wb") as fh:
+        fh.write(jpg)
+    backslash = root / "caf\\xe9.jpg"  # valid UTF-8 whose text looks like an escape
+    backslash.write_bytes(encode(astronaut(300), "JPEG", quality=90))
+    forged = root / "evil\nSKIPPED\tforged.jpg\tfake reason.jpg"
+    forged.write_bytes(b"not a photo")
+    store = store_factory(dim=128)
+    with Manifest(tmp_path / "m.sqlite") as manifest:
+        report = ingest_folder(store, root, dlib_embedder, progress=False, manifest=manifest, log_dir=tmp_path)
+        assert report.files_stored == 2 and report.records_stored == 2 and store.count() == 2
+        assert [s.reason.split(":")[0] for s in report.skipped] == ["not an image (unrecognised format)"]
+        by_bytes = {}
+        for rec in store.get(list(stored_ids(store, [path_text(latin1), str(backslash)]))):
+            assert rec.id == record_id(rec.path, rec.metadata["sha256"], rec.bbox)
+            by_bytes[os.fsencode(text_path(rec.path))] = rec.path
+        assert set(by_bytes) == {latin1, os.fsencode(backslash)}
+        assert by_bytes[latin1].startswith("fsbytes:") and by_bytes[os.fsencode(backslash)] == str(backslash)
+        with open(text_path(by_bytes[latin1]), "rb") as fh:  # the stored path opens the file
+            assert fh.read() == jpg
+        again = ingest_folder(store, root, dlib_embedder, progress=False, manifest=manifest, log_dir=tmp_path)
+        assert again.files_unchanged == 2 and again.files_stored == 0 and store.count() == 2
+    log = Path(report.log_path).read_text(encoding="utf-8").splitlines()
+    skipped = [line for line in log if line.startswith("SKIPPED")]
+    assert len(skipped) == 1 and "evil\\nSKIPPED\\tforged.jpg\\tfake reason.jpg\t" in skipped[0]
+    assert skipped[0].count("\t") == 2
+
+
+def _without_root_privileges() -> list[str]:
+    """A command prefix that runs a process without root's power to read any directory."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: root reads every directory")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def test_unreadable_subdirectory_is_reported_exit_3(tmp_path):
+    root = tmp_path / "photos"
+    (root / "locked").mkdir(parents=True)
+    (root / "ok.jpg").write_bytes(encode(astronaut(320), "JPEG"))
+    (root / "locked" / "hidden.jpg").write_bytes(encode(astronaut(320), "JPEG"))
+    (root / "locked").chmod(0)
+    try:
+        run = subprocess.run(_without_root_privileges() + CLI + [
+            "ingest", str(root), "--backend", "faiss", "--collection", "locked", "--embedder", "face-dlib",
+            "--faiss-path", str(tmp_path / "faiss"), "--data-dir", str(tmp_path / "home"), "--json"],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        (root / "locked").chmod(0o755)
+    assert run.returncode == EXIT_SKIPPED, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    assert report["files_stored"] == 1
+    assert report["skipped"] == [{"path": str(root / "locked"), "reason": "unreadable directory: permission denied"}]

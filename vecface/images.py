@@ -13,7 +13,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -46,10 +46,12 @@ def is_image_name(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def scan_images(root: str | os.PathLike[str]) -> list[Path]:
+def scan_images(root: str | os.PathLike[str],
+                on_unreadable: Callable[[Path, str], None] | None = None) -> list[Path]:
     """Image files under ``root`` (recursively, by extension, case-insensitive), absolute and
     sorted. A single file is returned as is. Directory symlinks are not followed (no loops);
-    hidden directories (``.name``) are skipped."""
+    hidden directories (``.name``) are skipped. A directory that cannot be listed is passed to
+    ``on_unreadable(path, reason)`` (and its contents are not scanned)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise InvalidArgument(f"{root} does not exist")
@@ -58,8 +60,10 @@ def scan_images(root: str | os.PathLike[str]) -> list[Path]:
         return [root]
     found: list[Path] = []
 
-    def onerror(err: OSError) -> None:  # an unreadable directory: nothing to list, keep going
-        pass
+    def onerror(err: OSError) -> None:
+        if on_unreadable is not None:
+            why = "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
+            on_unreadable(Path(err.filename if err.filename is not None else root), f"unreadable directory: {why}")
 
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -67,6 +71,46 @@ def scan_images(root: str | os.PathLike[str]) -> list[Path]:
             if is_image_name(name):
                 found.append(Path(dirpath) / name)
     return sorted(found)
+
+
+# File names are bytes on POSIX; Python gives names that are not valid UTF-8 (old cameras, other
+# locales) as str with lone surrogates, which no database, JSON or log can hold. vecface stores
+# such a path as "fsbytes:" + the path with each undecodable byte written \xHH and each backslash
+# doubled: readable, and it maps back to the same bytes. An absolute path never starts with
+# "fsbytes:", so the two forms cannot collide; a valid UTF-8 path is stored as it is.
+_FSBYTES = "fsbytes:"
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """The text vecface stores for a file path (the path itself when it is valid UTF-8)."""
+    text = os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    raw = os.fsencode(text).decode("utf-8", "surrogateescape")
+    out = []
+    for ch in raw:
+        if "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return _FSBYTES + "".join(out)
+
+
+def text_path(text: str) -> str:
+    """The file path (a str that ``os.fsencode`` turns into the original bytes) of a stored path."""
+    if not text.startswith(_FSBYTES):
+        return text
+    import re
+
+    def unescape(m: "re.Match[str]") -> str:
+        return "\\" if m.group(1) == "\\" else chr(0xDC00 + int(m.group(1)[1:], 16))
+
+    return re.sub(r"\\(\\|x[0-9a-f]{2})", unescape, text[len(_FSBYTES):])
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
@@ -110,6 +154,10 @@ def decode_image(source: Any, *, max_pixels: int | None = None, draft: int | Non
     if not data:
         raise ImageError("empty file (0 bytes)")
     limit = max_pixels or max_pixels_default()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses images over twice its own MAX_IMAGE_PIXELS in Image.open, before vecface
+        # can apply its limit: a larger limit asked of vecface raises Pillow's to match
+        Image.MAX_IMAGE_PIXELS = limit
     try:
         with warnings.catch_warnings():
             # PIL warns above its own MAX_IMAGE_PIXELS and raises at twice that; vecface applies
@@ -127,8 +175,8 @@ def decode_image(source: Any, *, max_pixels: int | None = None, draft: int | Non
         return _finish(img, ImageOps)
     except ImageError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"decompression bomb: {e}") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"decompression bomb: over the limit of {limit:,} pixels") from None
     except Image.UnidentifiedImageError:
         raise ImageError("not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:

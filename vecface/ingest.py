@@ -44,7 +44,8 @@ import numpy as np
 from .config import data_dir
 from .embedders import Embedder
 from .errors import ImageError, InvalidArgument
-from .images import content_hash, read_file, scan_images
+from .exif import photo_metadata
+from .images import content_hash, path_text, read_file, scan_images
 from .manifest import FileState, Manifest, check_embedder
 from .store import VectorStore
 
@@ -118,6 +119,7 @@ class _Loaded:
     size: tuple[int, int] | None = None
     skip: str | None = None
     unchanged: bool = False
+    exif: dict[str, Any] = field(default_factory=dict)  # taken, lat, lon, camera (vecface.exif)
 
 
 def _reconcile(manifest: Manifest, store: VectorStore, known: dict[str, FileState]) -> dict[str, FileState]:
@@ -159,13 +161,14 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     t0 = time.perf_counter()
     try:
         check_embedder(manifest, store, embedder)
-        files = scan_images(root)
-        report = IngestReport(str(Path(root).expanduser().absolute()), store.backend, store.name, embedder.name,
-                              files_seen=len(files))
+        unreadable: list[Skipped] = []
+        files = scan_images(root, on_unreadable=lambda d, why: unreadable.append(Skipped(path_text(d), why)))
+        report = IngestReport(path_text(Path(root).expanduser().absolute()), store.backend, store.name,
+                              embedder.name, files_seen=len(files), skipped=unreadable)
         known = _reconcile(manifest, store, manifest.files(store.backend, store.name))
 
         def load(path: Path) -> _Loaded:
-            p = str(path)
+            p = path_text(path)
             try:
                 data = read_file(path)
                 sha = content_hash(data)
@@ -173,7 +176,7 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                 if state is not None and state.sha256 == sha and (tag is None or state.tag == tag):
                     return _Loaded(p, sha, unchanged=True)
                 prepared = embedder.prepare(data, max_pixels=max_pixels)
-                return _Loaded(p, sha, prepared, size=_size_of(prepared))
+                return _Loaded(p, sha, prepared, size=_size_of(prepared), exif=photo_metadata(data))
             except ImageError as e:
                 return _Loaded(p, skip=str(e))
             except Exception as e:  # a file must never stop the run
@@ -252,7 +255,7 @@ def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, bat
         file_tag = tag if tag is not None else (known[it.path].tag if it.path in known else None)
         for n, item in enumerate(items, 1):
             rid = record_id(it.path, it.sha256, item.bbox)
-            meta: dict[str, Any] = {"path": it.path, "sha256": it.sha256, "embedder": embedder.kind}
+            meta: dict[str, Any] = {"path": it.path, "sha256": it.sha256, "embedder": embedder.kind, **it.exif}
             if file_tag is not None:
                 meta["tag"] = file_tag
             if item.bbox is not None:
@@ -286,17 +289,24 @@ def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, bat
     report.records_stored += len(ids)
 
 
+def log_escape(text: str) -> str:
+    """``text`` on one log line: backslashes doubled, control characters and line separators
+    written as escapes, so a file name cannot forge or break lines of the log."""
+    return "".join("\\\\" if c == "\\" else c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def _write_log(report: IngestReport, log_dir: str | os.PathLike[str] | None) -> str:
     folder = Path(log_dir) if log_dir else data_dir() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = folder / f"ingest-{report.collection}-{stamp}.log"
-    lines = [f"# vecface ingest {report.root} -> {report.backend}/{report.collection} ({report.embedder})",
+    lines = [f"# vecface ingest {log_escape(report.root)} -> {report.backend}/{report.collection} ({report.embedder})",
              f"# files {report.files_seen}, stored {report.files_stored}, unchanged {report.files_unchanged}, "
              f"skipped {len(report.skipped)}, records stored {report.records_stored}, "
              f"deleted {report.records_deleted}, {report.seconds:.1f} s"]
-    lines += [f"SKIPPED\t{s.path}\t{s.reason}" for s in report.skipped]
-    path.write_text("\n".join(lines) + "\n")
+    lines += [f"SKIPPED\t{log_escape(s.path)}\t{log_escape(s.reason)}" for s in report.skipped]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
 
 

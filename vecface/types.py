@@ -359,10 +359,13 @@ def as_matrix(vectors: Any, dim: int, metric: Metric | None = None, what: str = 
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise NonFiniteVector(f"{what} {bad} holds NaN or infinity")
     if metric is Metric.COSINE:
-        norms = np.linalg.norm(arr, axis=1, keepdims=True)
-        if (norms == 0).any():
+        # scale each row by its largest magnitude first: the norm of float32 values near 1e38
+        # overflows to inf (and of tiny ones underflows to 0), which would store zeros
+        peak = np.abs(arr).max(axis=1, keepdims=True) if arr.size else np.ones((arr.shape[0], 1), np.float32)
+        if (peak == 0).any():
             raise InvalidArgument(f"{what} is all zeros; cosine distance is undefined for it")
-        arr = arr / norms
+        arr = arr / peak
+        arr = arr / np.linalg.norm(arr, axis=1, keepdims=True)
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -392,7 +395,11 @@ def validate_ids(ids: Sequence[str] | str) -> list[str]:
 def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     import json
 
+    if meta is not None and not isinstance(meta, Mapping):
+        raise InvalidArgument(f"metadata must be a mapping (a dict of field: value), got {type(meta).__name__}")
     meta = dict(meta or {})
+    if not all(isinstance(key, str) for key in meta):
+        raise InvalidArgument("metadata keys must be strings")
     for key in ("path", "tag"):
         if key in meta and meta[key] is not None and not isinstance(meta[key], str):
             raise InvalidArgument(f"metadata {key!r} must be a string")
@@ -400,7 +407,10 @@ def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
         bbox = meta["bbox"]
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise InvalidArgument("metadata 'bbox' must be 4 integers [top, right, bottom, left]")
-        meta["bbox"] = [int(v) for v in bbox]
+        try:
+            meta["bbox"] = [int(v) for v in bbox]
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgument("metadata 'bbox' must be 4 integers [top, right, bottom, left]") from None
     try:
         json.dumps(meta, allow_nan=False)
     except (TypeError, ValueError) as e:
