@@ -17,7 +17,7 @@ import pytest
 import vecface
 
 # the conformance suite runs against each of these
-BACKENDS = ["faiss", "pgvector", "weaviate"]
+BACKENDS = list(vecface.BACKENDS)  # every registered backend
 
 _counter = itertools.count()
 

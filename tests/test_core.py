@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_parse_index():
 
 def test_index_specs_are_frozen():
     spec = HNSW()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.m = 3  # type: ignore[misc]
 
 

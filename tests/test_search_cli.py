@@ -7,12 +7,10 @@ import json
 
 import numpy as np
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vecface.cli_search import register
-from vecface.bench.random_clip import build_random_clip
+from vecface.cli import app
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -21,8 +19,6 @@ FLAGS = {"path": "--faiss-path", "dsn": "--dsn", "url": "--url", "data_dir": "--
 
 @pytest.fixture(scope="module")
 def cli():
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
 
     def run(*args: str):
@@ -100,9 +96,9 @@ def test_face_ingest_and_search_cli(cli, target, tmp_path):
     assert again["files_stored"] == 0 and again["files_unchanged"] == 1 and again["records_stored"] == 0
 
 
-def test_clip_ingest_and_text_search_cli(cli, target, tmp_path_factory):
+def test_clip_ingest_and_text_search_cli(cli, target, tmp_path_factory, tiny_clip):
     flags, name = target
-    model = build_random_clip(tmp_path_factory.mktemp("models") / "tiny", "tiny")
+    model = tiny_clip
     root = tmp_path_factory.mktemp("pics")
     for n in ("astronaut", "chelsea", "coffee"):
         Image.fromarray(getattr(skimage_data, n)()).save(root / f"{n}.webp")

@@ -6,37 +6,24 @@ from __future__ import annotations
 
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient  # the web extra: a missing one is an error
 from PIL import Image
 
-skimage_data = pytest.importorskip("skimage.data")
+import vecface
+from vecface.embedders import make_embedder
+from vecface.ingest import ingest_folder
+from vecface.web import create_app
+from vecface.web.schemas import MAX_K
 
-from fastapi.testclient import TestClient  # noqa: E402  (the web extra: a missing one is an error)
-
-import vecface  # noqa: E402
-from vecface.bench.random_clip import build_random_clip  # noqa: E402
-from vecface.embedders import make_embedder  # noqa: E402
-from vecface.ingest import ingest_folder  # noqa: E402
-from vecface.web.app import MAX_K, create_app  # noqa: E402
+from .conftest import astronaut, encode, png_bomb, skimage_photo
 
 BASE = "http://127.0.0.1"  # the app serves the local host names only (DNS rebinding)
 
 
 # ---------------------------------------------------------------- images and collections
-
-def astronaut(size: int = 320) -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut()).resize((size, size), Image.BICUBIC)
-
-
-def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kw)
-    return buf.getvalue()
-
 
 def pair_image() -> Image.Image:
     """Two faces side by side: the astronaut mirrored (left) and smaller (right)."""
@@ -53,14 +40,6 @@ def query_face() -> bytes:
     return encode(astronaut(400).crop((60, 0, 340, 260)), "JPEG", quality=88)
 
 
-def png_bomb(w: int = 40_000, h: int = 40_000) -> bytes:
-    """A 1x1 PNG whose header claims w x h pixels."""
-    raw = bytearray(encode(Image.new("L", (1, 1)), "PNG"))
-    raw[16:24] = struct.pack(">II", w, h)
-    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])) & 0xFFFFFFFF)
-    return bytes(raw)
-
-
 def _write(root: Path, files: dict[str, bytes]) -> None:
     for rel, data in files.items():
         p = root / rel
@@ -72,7 +51,7 @@ def build_face_collection(root: Path, name: str, faiss_path: str) -> dict:
     """A face-dlib collection: the astronaut (tag people), a two-face picture (tag pair), a cat
     (no face: skipped). Returns what the tests need to know."""
     _write(root / "people", {"astronaut.png": encode(astronaut(320)),
-                             "cat.png": encode(Image.fromarray(skimage_data.chelsea()))})
+                             "cat.png": encode(Image.fromarray(skimage_photo("chelsea")))})
     _write(root / "pair", {"pair.png": encode(pair_image())})
     emb = make_embedder("face-dlib")
     with vecface.open_store("faiss", name, emb.dim, "cosine", path=faiss_path) as store:
@@ -85,11 +64,11 @@ def build_face_collection(root: Path, name: str, faiss_path: str) -> dict:
 
 def build_clip_collection(root: Path, name: str, faiss_path: str, model_dir: Path) -> dict:
     """A CLIP collection (tiny random weights): a cat, a coffee, a rocket, the astronaut."""
-    _write(root / "animals", {"chelsea.png": encode(Image.fromarray(skimage_data.chelsea()))})
-    _write(root / "things", {"coffee.png": encode(Image.fromarray(skimage_data.coffee())),
-                             "rocket.jpg": encode(Image.fromarray(skimage_data.rocket()), "JPEG"),
+    _write(root / "animals", {"chelsea.png": encode(Image.fromarray(skimage_photo("chelsea")))})
+    _write(root / "things", {"coffee.png": encode(Image.fromarray(skimage_photo("coffee"))),
+                             "rocket.jpg": encode(Image.fromarray(skimage_photo("rocket")), "JPEG"),
                              "astronaut.jpg": encode(astronaut(256), "JPEG"),
-                             "changes.png": encode(Image.fromarray(skimage_data.immunohistochemistry()))})
+                             "changes.png": encode(Image.fromarray(skimage_photo("immunohistochemistry")))})
     emb = make_embedder("clip", model=str(model_dir), device="cpu")
     with vecface.open_store("faiss", name, emb.dim, "cosine", path=faiss_path) as store:
         ingest_folder(store, root / "animals", emb, tag="animals", progress=False)
@@ -113,8 +92,8 @@ def face_client(faces, faiss_options, vecface_home):
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, faiss_options):
-    model = build_random_clip(tmp_path_factory.mktemp("tiny-clip") / "model")
+def clip(tmp_path_factory, faiss_options, tiny_clip):
+    model = Path(tiny_clip)
     info = build_clip_collection(tmp_path_factory.mktemp("web-clip"), f"webclip_{os.getpid()}",
                                  faiss_options["path"], model)
     info["model"] = model
@@ -198,7 +177,7 @@ def test_several_faces_pick_one(face_client):
 
 
 def test_no_face_in_upload(face_client):
-    cat = encode(Image.fromarray(skimage_data.chelsea()), "JPEG")
+    cat = encode(Image.fromarray(skimage_photo("chelsea")), "JPEG")
     body = assert_error(upload(face_client, cat), 422, "no face")
     assert body["faces"] == []
 
@@ -249,11 +228,14 @@ def test_path_traversal_and_unknown_ids(face_client, url):
 
 
 def test_oversized_upload_is_413(faces, faiss_options, vecface_home):
-    app = create_app("faiss", faces["name"], store_options=faiss_options, max_upload=200_000)
+    app = create_app("faiss", faces["name"], store_options=faiss_options, max_upload=200_000, max_pixels=50_000)
     big = os.urandom(260_000)  # over the file limit, under limit + multipart overhead
     huge = os.urandom(400_000)  # over the whole-request limit: refused before it is read
     with TestClient(app, base_url=BASE) as client:
         assert_error(upload(client, big), 413, "limit")
+        # a real photo with more pixels than allowed (320 x 320 = 102,400 > 50,000)
+        assert_error(upload(client, query_face()), 413, "pixels", "50,000")
+        assert upload(client, encode(astronaut(200), "JPEG")).status_code == 200  # 40,000 pixels
         assert_error(upload(client, huge), 413, "limit")
         # a chunked body with no Content-Length is counted as it arrives
         def chunks():
@@ -277,7 +259,7 @@ def test_default_upload_limit_is_10_mb(face_client):
     (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "doc.pdf", "application/pdf", 415, ("not an image",)),
     (b"", "empty.jpg", "image/jpeg", 400, ("empty",)),
     (encode(astronaut(64), "JPEG")[:300], "truncated.jpg", "image/jpeg", 400, ("corrupt",)),
-    (png_bomb(), "bomb.png", "image/png", 400, ("pixels",)),
+    (png_bomb(), "bomb.png", "image/png", 413, ("pixels", "limit")),
     (encode(astronaut(64), "ICO"), "icon.ico", "image/x-icon", 415, ("ICO", "not accepted")),
 ])
 def test_bad_uploads(face_client, data, name, ctype, status, words):
@@ -293,8 +275,11 @@ def test_malformed_requests(face_client):
     assert_error(upload(face_client, query_face(), k=MAX_K + 1), 400, "k must be")
     assert_error(upload(face_client, query_face(), k=0), 400, "k must be")
     assert_error(upload(face_client, query_face(), face=0), 400, "face")
-    assert_error(face_client.get("/api/search/id/x", params={"k": 0}), 422, "k")
-    assert_error(face_client.post("/api/search/text", json={"k": 3}), 422, "text")
+    # every bad parameter is 400, as the README says (422 is kept for the face answers)
+    assert_error(face_client.get("/api/search/id/x", params={"k": 0}), 400, "k")
+    assert_error(face_client.get("/api/search/id/x", params={"k": MAX_K + 1}), 400, "k")
+    assert_error(face_client.post("/api/search/text", json={"text": "a", "k": MAX_K + 1}), 400, "k")
+    assert_error(face_client.post("/api/search/text", json={"k": 3}), 400, "text")
     assert_error(face_client.get("/api/nothing-here"), 404, "not found")
     assert_error(face_client.delete("/api/health"), 405)
 
@@ -384,7 +369,7 @@ def test_serve_command(faces, vecface_home):
     import httpx
 
     port = _free_port()
-    cmd = [sys.executable, "-m", "vecface.cli_serve", "serve", "--backend", "faiss", "--collection", faces["name"],
+    cmd = [sys.executable, "-m", "vecface.cli", "serve", "--backend", "faiss", "--collection", faces["name"],
            "--port", str(port), "--data-dir", str(vecface_home)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -415,7 +400,7 @@ def test_serve_unknown_collection_exits_1(vecface_home):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "vecface.cli_serve", "serve", "--collection", "not_ingested",
+    r = subprocess.run([sys.executable, "-m", "vecface.cli", "serve", "--collection", "not_ingested",
                         "--data-dir", str(vecface_home), "--port", str(_free_port())],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "not_ingested" in r.stderr and "vecface ingest" in r.stderr, r.stderr

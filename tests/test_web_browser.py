@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_web import build_clip_collection, build_face_collection, encode, pair_image, query_face
+from .conftest import encode
+from .test_web import build_clip_collection, build_face_collection, pair_image, query_face
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -60,7 +61,7 @@ def serve(app):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, faiss_options, vecface_home):
     """The web app for a face-dlib collection."""
-    from vecface.web.app import create_app
+    from vecface.web import create_app
 
     info = build_face_collection(tmp_path_factory.mktemp("browser-faces"), "faces", faiss_options["path"])
     for port in serve(create_app("faiss", info["name"], store_options=faiss_options)):
@@ -68,12 +69,11 @@ def server(tmp_path_factory, faiss_options, vecface_home):
 
 
 @pytest.fixture(scope="module")
-def clip_server(tmp_path_factory, faiss_options, vecface_home):
+def clip_server(tmp_path_factory, faiss_options, vecface_home, tiny_clip):
     """The web app for a CLIP collection (tiny random weights)."""
-    from vecface.bench.random_clip import build_random_clip
-    from vecface.web.app import create_app
+    from vecface.web import create_app
 
-    model = build_random_clip(tmp_path_factory.mktemp("browser-clip") / "model")
+    model = Path(tiny_clip)
     info = build_clip_collection(tmp_path_factory.mktemp("browser-clip-images"), "photos", faiss_options["path"],
                                  model)
     for port in serve(create_app("faiss", info["name"], store_options=faiss_options, device="cpu")):
@@ -85,7 +85,7 @@ def camera_file(tmp_path_factory) -> Path:
     """A fake webcam for Chromium: an MJPEG stream of the astronaut (640x480 frames)."""
     from PIL import Image
 
-    from tests.test_web import astronaut
+    from .conftest import astronaut
 
     frame = Image.new("RGB", (640, 480), (40, 40, 40))
     frame.paste(astronaut(400), (120, 40))

@@ -103,7 +103,13 @@ class ModelUnavailable(VecfaceError):
 
 
 class NoFaceFound(VecfaceError):
-    """A query image holds no face (or not the one asked for)."""
+    """A query image holds no face (or several, or not the one asked for). ``faces`` lists the
+    faces found (number, bbox, score) and ``image_size`` the image's [width, height], where known."""
+
+    def __init__(self, message: str, faces: list[dict] | None = None, image_size: list[int] | None = None):
+        super().__init__(message)
+        self.faces = list(faces or [])
+        self.image_size = image_size
 
 
 class ImageError(VecfaceError):

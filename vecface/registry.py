@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import InvalidArgument, MissingDependency, UnknownBackend, VecfaceError
@@ -32,6 +34,29 @@ def backend_class(name: str) -> type[VectorStore]:
     return getattr(mod, cls)
 
 
+def backend_params(backend: str) -> set[str]:
+    """The keyword options ``backend``'s store takes."""
+    return set(inspect.signature(backend_class(backend).__init__).parameters) - {"self", "collection", "dim",
+                                                                                  "metric", "create"}
+
+
+def backend_options(backend: str, *, data_dir: str | os.PathLike[str] | None = None, **given: Any) -> dict[str, Any]:
+    """Options for ``open_store(backend, ...)``: the ``given`` ones not None (an option the backend
+    does not take raises InvalidArgument), plus vecface's data directory, passed as ``data_dir``
+    where the backend takes one, else as its folder ``<data dir>/<backend>`` (FAISS's ``path``)."""
+    accepted = backend_params(backend)
+    options = {k: v for k, v in given.items() if v is not None}
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise InvalidArgument(f"the {backend} backend takes no option(s) {', '.join(unknown)}")
+    if data_dir is not None:
+        if "data_dir" in accepted:
+            options.setdefault("data_dir", str(data_dir))
+        elif "path" in accepted:
+            options.setdefault("path", str(Path(data_dir) / backend))
+    return options
+
+
 def open_store(backend: str, collection: str, dim: int | None = None, metric: Any = None, *,
                create: bool = True, **options: Any) -> VectorStore:
     """Open (or create) ``collection`` in ``backend``.
@@ -39,13 +64,8 @@ def open_store(backend: str, collection: str, dim: int | None = None, metric: An
     Backend options: faiss ``path``; pgvector ``dsn``, ``data_dir``; weaviate ``url``,
     ``grpc_port``, ``api_key``, ``data_dir``. Options left as None use the backend's default.
     """
-    cls = backend_class(backend)
-    accepted = set(inspect.signature(cls.__init__).parameters)
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise InvalidArgument(f"the {backend} backend takes no option(s) {', '.join(unknown)}")
-    options = {k: v for k, v in options.items() if v is not None}
-    return cls(collection, dim, metric, create=create, **options)
+    options = backend_options(backend, **options)
+    return backend_class(backend)(collection, dim, metric, create=create, **options)
 
 
 @dataclass

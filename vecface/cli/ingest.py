@@ -1,0 +1,123 @@
+"""``vecface ingest``: embed every image under one or more folders into a collection.
+
+Exit codes: 0 every image stored (or already stored), 3 the run finished but some files were
+skipped (listed in the summary and the log), 1 an error stopped the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import InvalidArgument
+from .common import (
+    EMBEDDER_HELP,
+    AsJson,
+    Backend,
+    Collection,
+    DataDir,
+    Device,
+    Dsn,
+    FaissPath,
+    Model,
+    Tag,
+    Url,
+    handle_errors,
+    target,
+)
+
+
+@handle_errors
+def ingest_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="folders (scanned recursively) or image files")],
+    backend: Backend = "faiss",
+    collection: Collection = "photos",
+    embedder: Annotated[Optional[str], typer.Option(
+        "--embedder", "-e", help=EMBEDDER_HELP + "; default: the collection's, else clip")] = None,
+    model: Model = None,
+    tag: Tag = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="images embedded and committed per batch")] = 32,
+    workers: Annotated[int, typer.Option(min=1, help="threads reading and decoding images")] = 2,
+    device: Device = None,
+    detector: Annotated[Optional[str], typer.Option(help="face detector: hog (default), cnn or haar")] = None,
+    upsample: Annotated[Optional[int], typer.Option(help="dlib detector upsampling (default 1)")] = None,
+    min_score: Annotated[Optional[float], typer.Option(
+        help="drop dlib detections below this score (default hog 0.5, cnn 0.0)")] = None,
+    min_face: Annotated[Optional[int], typer.Option(help="smallest face side in pixels (default 20)")] = None,
+    scale_factor: Annotated[Optional[float], typer.Option(help="haar scale factor (default 1.1)")] = None,
+    min_neighbors: Annotated[Optional[int], typer.Option(help="haar min neighbours (default 5)")] = None,
+    jitter: Annotated[Optional[int], typer.Option(help="dlib descriptor jitters (default 0)")] = None,
+    max_side: Annotated[Optional[int], typer.Option(
+        help="downscale photos to this long side before detection (default 1600)")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        help="refuse images larger than this (decompression bombs; default 100000000)")] = None,
+    data_dir: DataDir = None,
+    dsn: Dsn = None,
+    url: Url = None,
+    faiss_path: FaissPath = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
+    as_json: AsJson = False,
+) -> None:
+    """Embed every image under PATHS into a collection (idempotent and resumable)."""
+    from ..embedders import make_embedder
+    from ..ingest import ingest_folder
+    from ..manifest import MANIFEST_NAME, Manifest
+    from ..search import resolve_spec
+
+    where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    missing = [str(p) for p in paths if not p.expanduser().exists()]
+    if missing:  # before anything is opened or stored
+        raise InvalidArgument(f"{', '.join(missing)} do(es) not exist")
+    det = dict(detector=detector, upsample=upsample, min_score=min_score, min_size=min_face,
+               scale_factor=scale_factor, min_neighbors=min_neighbors, jitter=jitter, max_side=max_side)
+    reports = []
+    with Manifest(where.home / MANIFEST_NAME) as manifest:
+        spec = resolve_spec(manifest, backend, collection, embedder, model)
+        emb = make_embedder(spec, device=device, **{k: v for k, v in det.items() if v is not None})
+        with where.open(emb.dim, "cosine") as store:
+            for path in paths:
+                reports.append(ingest_folder(store, path, emb, tag=tag, batch_size=batch_size, workers=workers,
+                                             progress=progress and not as_json, manifest=manifest,
+                                             max_pixels=max_pixels, log_dir=where.home / "logs"))
+    if as_json:
+        out = [r.to_dict() for r in reports]
+        typer.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+    else:
+        for report in reports:
+            print_report(report)
+    raise typer.Exit(max(r.exit_code for r in reports))
+
+
+def print_report(report) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = Console()
+    t = Table(title=escape(f"ingest {report.root} -> {report.backend}/{report.collection} ({report.embedder})"),
+              show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    for label, value in (("image files found", report.files_seen), ("stored (new or changed)", report.files_stored),
+                         ("of which replaced", report.files_replaced), ("already stored", report.files_unchanged),
+                         ("skipped", len(report.skipped)), ("records stored", report.records_stored),
+                         ("old records deleted", report.records_deleted),
+                         ("time", f"{report.seconds:.1f} s ({report.images_per_second:.1f} images/s)")):
+        t.add_row(label, str(value))
+    out.print(t)
+    if report.skipped:
+        s = Table(title=f"skipped files ({len(report.skipped)})", title_justify="left")
+        s.add_column("file", overflow="fold")
+        s.add_column("reason", overflow="fold")
+        shown = report.skipped[:30]
+        for sk in shown:
+            s.add_row(escape(sk.path), escape(sk.reason))
+        if len(report.skipped) > len(shown):
+            s.add_row(f"... {len(report.skipped) - len(shown)} more", "see the log")
+        out.print(s)
+        counts = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped_by_reason().items()))
+        out.print(f"skipped: {counts}", highlight=False)
+    out.print(f"log: {report.log_path}", highlight=False)
