@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import metrics
 from .tables import best_tp, index_lines, num, op_point, overhead_entries
 
@@ -79,6 +81,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
+    """Draw the charts the results have data for; returns chart key -> PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +89,6 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     lines = index_lines(results)
-    files: dict[str, Path] = {}
     colors = plt.get_cmap("tab10")
     backend_color: dict[str, Any] = {}
     markers = {"hnsw": "o", "ivfflat": "s", "exact": "*"}
@@ -96,7 +98,23 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
             backend_color[backend] = colors(len(backend_color) % 10)
         return backend_color[backend]
 
-    # recall vs QPS
+    files: dict[str, Path] = {}
+    swept = any(run.get("sweep") for _, run, _ in lines)
+    if swept:
+        files["pareto"] = _pareto(plt, lines, color, markers, out / PLOTS["pareto"])
+        files["latency"] = _latency(plt, lines, out / PLOTS["latency"])
+    files["load"] = _load(plt, results, color, out / PLOTS["load"])
+    files["build"] = _build(plt, lines, color, out / PLOTS["build"])
+    if swept:
+        files["scaling"] = _scaling(plt, lines, color, markers, out / PLOTS["scaling"])
+    overhead = [(label, o) for label, o in overhead_entries(results) if not o.get("skipped")]
+    if overhead:
+        files["overhead"] = _overhead_chart(plt, overhead, color, out / PLOTS["overhead"])
+    return files
+
+
+def _pareto(plt, lines, color, markers, path: Path) -> Path:
+    """Recall vs QPS: one line per backend x index, one dot per knob value."""
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for label, run, _ in lines:
         pts = [(s.get("recall") or 0.0, (best_tp(s) or {}).get("qps") or s.get("serial_qps") or 0.0, s)
@@ -119,9 +137,11 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="best")
-    files["pareto"] = _save(fig, out / PLOTS["pareto"])
+    return _save(fig, path)
 
-    # latency percentiles at the operating point
+
+def _latency(plt, lines, path: Path) -> Path:
+    """Serial latency percentiles at each index's operating point."""
     fig, ax = plt.subplots(figsize=(9, 4.5))
     labels, p50, p95, p99 = [], [], [], []
     for label, run, _ in lines:
@@ -134,8 +154,6 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
         p95.append(lat["p95"])
         p99.append(lat["p99"])
     if labels:
-        import numpy as np
-
         x = np.arange(len(labels))
         w = 0.27
         ax.bar(x - w, p50, w, label="p50")
@@ -147,9 +165,11 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
         ax.legend()
     ax.set_title("Serial latency percentiles at each index's operating point")
     ax.grid(True, axis="y", which="both", alpha=0.3)
-    files["latency"] = _save(fig, out / PLOTS["latency"])
+    return _save(fig, path)
 
-    # load throughput (bulk and one-at-a-time)
+
+def _load(plt, results, color, path: Path) -> Path:
+    """Load throughput: the bulk path and the one-at-a-time baselines."""
     fig, ax = plt.subplots(figsize=(8, 4))
     names, vals, cols = [], [], []
     many = len(results) > 1
@@ -170,17 +190,21 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
         if "one at a time" in hatch_name:
             bar.set_hatch("//")
             bar.set_alpha(0.6)
-    files["load"] = _save(fig, out / PLOTS["load"])
+    return _save(fig, path)
 
-    # build time
+
+def _build(plt, lines, color, path: Path) -> Path:
+    """Index build time per backend x index (exact has none)."""
     fig, ax = plt.subplots(figsize=(8, 4))
     built = [(label, run) for label, run, _ in lines if run["index"] != "exact"]
     vals = [run.get("build_s") or 0 for _, run in built]
     _bars(ax, [label for label, _ in built], vals, [color(run["backend"]) for _, run in built],
           [num(v) + " s" for v in vals], "seconds (lower is better)", "Index build time")
-    files["build"] = _save(fig, out / PLOTS["build"])
+    return _save(fig, path)
 
-    # QPS vs clients
+
+def _scaling(plt, lines, color, markers, path: Path) -> Path:
+    """QPS vs concurrent clients at each index's operating point."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, run, _ in lines:
         op = op_point(run)
@@ -197,17 +221,11 @@ def make_plots(results: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    files["scaling"] = _save(fig, out / PLOTS["scaling"])
-    overhead = [(label, o) for label, o in overhead_entries(results) if not o.get("skipped")]
-    if overhead:
-        files["overhead"] = _overhead_chart(overhead, color, out / PLOTS["overhead"])
-    return files
+    return _save(fig, path)
 
 
-def _overhead_chart(entries: list[tuple[str, dict[str, Any]]], color, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+def _overhead_chart(plt, entries: list[tuple[str, dict[str, Any]]], color, path: Path) -> Path:
+    """Ratios vecface/raw: serial latency (p50, p90) per backend, QPS by client count."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     ratios = [(label, o, o.get("ratios") or metrics.overhead_ratios(o)) for label, o in entries]
     x = np.arange(len(ratios))
@@ -217,6 +235,8 @@ def _overhead_chart(entries: list[tuple[str, dict[str, Any]]], color, path: Path
         bars = left.bar(x + shift, vals, w, color=[color(o["backend"]) for _, o, _ in ratios],
                         alpha=1.0 if key == "p50" else 0.55, label=key)
         left.bar_label(bars, labels=[f"{v:.2f}x" for v in vals], fontsize=7)
+    top = max([r[key] or 0.0 for _, _, r in ratios for key in ("p50", "p90")] + [1.1])
+    left.set_ylim(0, top * 1.15)
     left.set_xticks(x, [label for label, _, _ in ratios], fontsize=7)
     left.set_ylabel("latency vecface / raw (lower is better)")
     left.set_title("Serial latency ratio (p50 solid, p90 light)")

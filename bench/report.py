@@ -15,9 +15,11 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from .config import PHASES
 from .plots import HOW_TO_READ, TITLES, make_plots
-from .tables import (BASELINE_HEAD, FILTERED_HEAD, OVERHEAD_HEAD, SUMMARY_HEAD, SWEEP_HEAD, baseline_rows,
-                     filtered_rows, index_lines, nbytes, num, overhead_rows, run_label, summary_rows, sweep_rows)
+from .tables import (BASELINE_HEAD, FILTERED_HEAD, OVERHEAD_HEAD, OVERHEAD_QPS_HEAD, SUMMARY_HEAD, SWEEP_HEAD,
+                     baseline_rows, filtered_rows, index_lines, nbytes, num, overhead_qps_rows, overhead_rows,
+                     run_label, summary_rows, sweep_rows)
 
 
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -49,6 +51,29 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _params(p: dict[str, Any]) -> str:
+    """The run's parameters in words, for the phases it ran."""
+    phases = p.get("phases", PHASES)
+    parts = [f"k = {p.get('k')}"]
+    if "sweep" in phases or "filtered" in phases:
+        parts.append(
+            f"up to {p.get('queries')} queries per sweep point for ANN indexes and {p.get('exact_queries')} for exact "
+            f"search (a serial pass stops after {p.get('point_budget_s')} s once {p.get('min_queries')} queries have "
+            f"run; the sweep tables give the count); {p.get('warmup')} warm-up queries before each timed pass; "
+            f"throughput measured for {p.get('duration')} s at each of {p.get('concurrency')} concurrent clients "
+            "(threads, each with its own store handle / connection)")
+    if "overhead" in phases:
+        parts.append(
+            f"overhead at {p.get('overhead_at')} (index kind: its query knob), up to {p.get('overhead_queries')} "
+            f"queries through both paths, then {p.get('duration')} s per path at each of "
+            f"{p.get('overhead_concurrency')} concurrent clients")
+    parts.append(f"bulk load in batches of {p.get('batch_size')}")
+    if "baselines" in phases:
+        parts.append(f"{p.get('baseline_rows')} rows for the one-at-a-time baselines")
+    parts.append(f"seed {p.get('seed')}{' (quick mode)' if p.get('quick') else ''}")
+    return "Parameters: " + "; ".join(parts) + "."
+
+
 def _what(res: dict[str, Any]) -> list[str]:
     """Plain-words description of one run (paragraphs)."""
     ds = res.get("dataset", {})
@@ -62,14 +87,7 @@ def _what(res: dict[str, Any]) -> list[str]:
         f"Dataset: {ds.get('name', '?')} ({ds.get('kind', '?')}), {ds.get('n', 0):,} vectors of dimension "
         f"{ds.get('dim')}, metric {ds.get('metric')}, {ds.get('queries')} queries held out from the base "
         f"set. {ds.get('about', '')} Dataset hash {ds.get('fingerprint')}; ground truth: {ds.get('ground_truth')}.",
-        f"Parameters: k = {p.get('k')}; up to {p.get('queries')} queries per sweep point for ANN indexes and "
-        f"{p.get('exact_queries')} for exact search (a serial pass stops after {p.get('point_budget_s')} s once "
-        f"{p.get('min_queries')} queries have run; the sweep tables give the count); {p.get('warmup')} warm-up "
-        f"queries before each timed pass; "
-        f"throughput measured for {p.get('duration')} s at each of {p.get('concurrency')} concurrent clients "
-        f"(threads, each with its own store handle / connection); bulk load in batches of {p.get('batch_size')}; "
-        f"{p.get('baseline_rows')} rows for the one-at-a-time baselines; seed {p.get('seed')}"
-        f"{' (quick mode)' if p.get('quick') else ''}.",
+        _params(p),
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {nbytes(mem)} memory, {m.get('os')}. "
         f"Client and servers run on this same machine and share its cores.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in {**v, **srv}.items() if val) + ".",
@@ -119,48 +137,68 @@ METHOD = [
 ]
 
 
-def render_markdown(results: list[dict[str, Any]], plots: dict[str, Path], out: Path) -> str:
-    parts = ["# vecface benchmark report\n"]
-    parts.append("Vector stores compared on the same data, through the same vecface interface: bulk load speed, "
-                 "index build time, recall against exact ground truth, latency and measured throughput.\n")
-    parts.append("## Summary\n")
-    parts.append(_md_table(SUMMARY_HEAD, summary_rows(results)))
+INTRO = ("Vector stores compared on the same data, through the same vecface interface: bulk load speed, "
+         "index build time, recall against exact ground truth, latency and measured throughput.")
+
+
+def _phases(results: list[dict[str, Any]]) -> set[str]:
+    """The phases any of the runs measured (results from before phases existed measured them all)."""
+    return {ph for r in results for ph in r.get("params", {}).get("phases", PHASES)}
+
+
+def document(results: list[dict[str, Any]], plots: dict[str, Path]) -> list[tuple]:
+    """The report as blocks, rendered to markdown or HTML: ("h2"/"h3", text), ("p", text),
+    ("table", head, rows), ("list", items), ("notes", items), ("figure", key, path)."""
+    phases = _phases(results)
+    doc: list[tuple] = [("p", INTRO), ("h2", "Summary"), ("table", SUMMARY_HEAD, summary_rows(results))]
     if overhead_rows(results):
-        parts.append(f"\n## vecface overhead vs raw client\n\n{OVERHEAD_TEXT}\n")
-        parts.append(_md_table(OVERHEAD_HEAD, overhead_rows(results)))
-    skipped = [(i, s) for i, r in enumerate(results) for s in r.get("skipped", [])]
+        doc += [("h2", "vecface overhead vs raw client"), ("p", OVERHEAD_TEXT),
+                ("table", OVERHEAD_HEAD, overhead_rows(results)),
+                ("p", "Throughput by concurrent clients (each path measured A B B A on the same client handles):"),
+                ("table", OVERHEAD_QPS_HEAD, overhead_qps_rows(results))]
+    skipped = [s for r in results for s in r.get("skipped", [])]
     if skipped:
-        parts.append("\nNot measured:\n")
-        for i, s in skipped:
-            parts.append(f"- {s['backend']}{'/' + s['index'] if s.get('index') else ''}: {s['reason']}")
-        parts.append("")
-    parts.append("\n## What was measured, on what\n")
+        doc += [("p", "Not measured:"), ("list", [f"{s['backend']}{'/' + s['index'] if s.get('index') else ''}: "
+                                                  f"{s['reason']}" for s in skipped])]
+    doc.append(("h2", "What was measured, on what"))
     for i, res in enumerate(results):
         if len(results) > 1:
-            parts.append(f"### {run_label(res, i)}\n")
-        parts.extend(p + "\n" for p in _what(res))
-    parts.append("## How it was measured\n")
-    parts.extend(p + "\n" for p in METHOD)
-    parts.append("## Charts\n")
-    for key, path in plots.items():
-        rel = path.relative_to(out) if path.is_relative_to(out) else path
-        parts.append(f"### {TITLES[key]}\n\n![{TITLES[key]}]({rel})\n\n{HOW_TO_READ[key]}\n")
-    parts.append("## Sweeps\n")
-    for label, run, _ in index_lines(results):
-        parts.append(f"### {label} — {run.get('index_spec')}\n")
-        parts.append(f"Rows {run.get('rows'):,}; build {num(run.get('build_s'))} s; time to first query "
-                     f"{num(run.get('time_to_first_query_s'))} s; cold open to first answer "
-                     f"{num(run.get('cold_open_first_query_s'))} s; index size {nbytes(run.get('index_size_bytes'))}; "
-                     f"{run.get('queries')} queries.\n")
-        parts.append(_md_table(SWEEP_HEAD, sweep_rows(run)))
-        for note in run.get("notes", []):
-            parts.append(f"- {note}")
-        parts.append("")
-    parts.append("## Filtered search\n")
-    parts.append(FILTERED_TEXT + "\n")
-    parts.append(_md_table(FILTERED_HEAD, filtered_rows(results)))
-    parts.append("\n## Load: bulk path vs one row at a time\n")
-    parts.append(_md_table(BASELINE_HEAD, baseline_rows(results)))
+            doc.append(("h3", run_label(res, i)))
+        doc += [("p", para) for para in _what(res)]
+    doc += [("h2", "How it was measured"), *[("p", para) for para in METHOD], ("h2", "Charts")]
+    doc += [("figure", key, path) for key, path in plots.items()]
+    if "sweep" in phases:
+        doc.append(("h2", "Sweeps"))
+        for label, run, _ in index_lines(results):
+            doc += [("h3", f"{label} — {run.get('index_spec')}"),
+                    ("p", f"Rows {run.get('rows'):,}; build {num(run.get('build_s'))} s; time to first query "
+                          f"{num(run.get('time_to_first_query_s'))} s; cold open to first answer "
+                          f"{num(run.get('cold_open_first_query_s'))} s; index size "
+                          f"{nbytes(run.get('index_size_bytes'))}; {run.get('queries')} queries."),
+                    ("table", SWEEP_HEAD, sweep_rows(run)), ("notes", run.get("notes", []))]
+    if "filtered" in phases:
+        doc += [("h2", "Filtered search"), ("p", FILTERED_TEXT), ("table", FILTERED_HEAD, filtered_rows(results))]
+    if "baselines" in phases:
+        doc += [("h2", "Load: bulk path vs one row at a time"), ("table", BASELINE_HEAD, baseline_rows(results))]
+    return doc
+
+
+def render_markdown(results: list[dict[str, Any]], plots: dict[str, Path], out: Path) -> str:
+    parts = ["# vecface benchmark report\n"]
+    for block in document(results, plots):
+        kind = block[0]
+        if kind in ("h2", "h3"):
+            parts.append(f"{'#' * int(kind[1])} {block[1]}\n")
+        elif kind == "p":
+            parts.append(block[1] + "\n")
+        elif kind == "table":
+            parts.append(_md_table(block[1], block[2]))
+        elif kind in ("list", "notes"):
+            parts.append("".join(f"- {item}\n" for item in block[1]))
+        elif kind == "figure":
+            key, path = block[1], block[2]
+            rel = path.relative_to(out) if path.is_relative_to(out) else path
+            parts.append(f"### {TITLES[key]}\n\n![{TITLES[key]}]({rel})\n\n{HOW_TO_READ[key]}\n")
     return "\n".join(parts) + "\n"
 
 
@@ -177,44 +215,23 @@ img{max-width:100%;border:1px solid #ddd}.how{background:#f7f7fb;border-left:4px
 def render_html(results: list[dict[str, Any]], plots: dict[str, Path]) -> str:
     e = html.escape
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>vecface benchmark report</title>"
-             f"<style>{_CSS}</style></head><body>", "<h1>vecface benchmark report</h1>",
-             "<p>Vector stores compared on the same data, through the same vecface interface: bulk load speed, "
-             "index build time, recall against exact ground truth, latency and measured throughput.</p>",
-             "<h2>Summary</h2>", _html_table(SUMMARY_HEAD, summary_rows(results))]
-    if overhead_rows(results):
-        parts += ["<h2>vecface overhead vs raw client</h2>", f"<p>{e(OVERHEAD_TEXT)}</p>",
-                  _html_table(OVERHEAD_HEAD, overhead_rows(results))]
-    skipped = [s for r in results for s in r.get("skipped", [])]
-    if skipped:
-        parts.append("<p>Not measured:</p><ul>" + "".join(
-            f"<li>{e(s['backend'])}{'/' + e(s['index']) if s.get('index') else ''}: {e(s['reason'])}</li>"
-            for s in skipped) + "</ul>")
-    parts.append("<h2>What was measured, on what</h2>")
-    for i, res in enumerate(results):
-        if len(results) > 1:
-            parts.append(f"<h3>{e(run_label(res, i))}</h3>")
-        parts.extend(f"<p>{e(p)}</p>" for p in _what(res))
-    parts.append("<h2>How it was measured</h2>")
-    parts.extend(f"<p>{e(p)}</p>" for p in METHOD)
-    parts.append("<h2>Charts</h2>")
-    for key, path in plots.items():
-        data = base64.b64encode(Path(path).read_bytes()).decode()
-        parts.append(f"<figure><img alt='{e(key)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption class='how'><b>How to read it.</b> {e(HOW_TO_READ[key])}</figcaption></figure>")
-    parts.append("<h2>Sweeps</h2>")
-    for label, run, _ in index_lines(results):
-        parts.append(f"<h3>{e(label)} — {e(str(run.get('index_spec')))}</h3>")
-        parts.append(f"<p>Rows {run.get('rows'):,}; build {num(run.get('build_s'))} s; time to first query "
-                     f"{num(run.get('time_to_first_query_s'))} s; cold open to first answer "
-                     f"{num(run.get('cold_open_first_query_s'))} s; index size {e(nbytes(run.get('index_size_bytes')))}; "
-                     f"{run.get('queries')} queries.</p>")
-        parts.append(_html_table(SWEEP_HEAD, sweep_rows(run)))
-        parts.extend(f"<p class='note'>{e(n)}</p>" for n in run.get("notes", []))
-    parts.append("<h2>Filtered search</h2>")
-    parts.append(f"<p>{e(FILTERED_TEXT)}</p>")
-    parts.append(_html_table(FILTERED_HEAD, filtered_rows(results)))
-    parts.append("<h2>Load: bulk path vs one row at a time</h2>")
-    parts.append(_html_table(BASELINE_HEAD, baseline_rows(results)))
+             f"<style>{_CSS}</style></head><body>", "<h1>vecface benchmark report</h1>"]
+    for block in document(results, plots):
+        kind = block[0]
+        if kind in ("h2", "h3"):
+            parts.append(f"<{kind}>{e(block[1])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{e(block[1])}</p>")
+        elif kind == "table":
+            parts.append(_html_table(block[1], block[2]))
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{e(item)}</li>" for item in block[1]) + "</ul>")
+        elif kind == "notes":
+            parts.extend(f"<p class='note'>{e(item)}</p>" for item in block[1])
+        elif kind == "figure":
+            key, data = block[1], base64.b64encode(Path(block[2]).read_bytes()).decode()
+            parts.append(f"<figure><img alt='{e(key)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption class='how'><b>How to read it.</b> {e(HOW_TO_READ[key])}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
