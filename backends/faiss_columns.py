@@ -24,6 +24,9 @@ import numpy as np
 from vecface.types import FILTER_FIELDS, RANGE_FIELDS, Range, filter_columns
 
 
+_ENCODER = json.JSONEncoder()  # json.dumps' defaults, without building an encoder per record
+
+
 def _grow(arr: np.ndarray, need: int, fill: Any) -> np.ndarray:
     if need <= arr.shape[0]:
         return arr
@@ -46,14 +49,24 @@ class Batch:
 
     @classmethod
     def from_metadata(cls, ids: list[str], metadata: Sequence[Mapping[str, Any]]) -> "Batch":
-        cols = [filter_columns(m) for m in metadata]
-        strs = {f: [c[f] for c in cols] for f in FILTER_FIELDS}
-        strs = {f: v for f, v in strs.items() if any(x is not None for x in v)}
+        """The filter columns of :func:`vecface.types.filter_columns`, a field at a time: a string field
+        keeps str values; a range field's present values go through ``filter_columns`` itself."""
+        strs: dict[str, list[str | None]] = {}
+        for f in FILTER_FIELDS:
+            values = [m.get(f) for m in metadata]
+            if values.count(None) < len(values):
+                strs[f] = [v if isinstance(v, str) else None for v in values]
         nums = None
-        if any(c[f] is not None for c in cols for f in RANGE_FIELDS):
-            nums = np.array([[np.nan if c[f] is None else c[f] for f in RANGE_FIELDS] for c in cols],
-                            dtype=np.float64)
-        return cls(list(ids), [json.dumps(m) for m in metadata], strs, nums)
+        for j, f in enumerate(RANGE_FIELDS):
+            present = [(i, m[f]) for i, m in enumerate(metadata) if m.get(f) is not None]
+            if present:
+                if nums is None:
+                    nums = np.full((len(ids), len(RANGE_FIELDS)), np.nan)
+                for i, v in present:
+                    x = filter_columns({f: v})[f]
+                    nums[i, j] = np.nan if x is None else x
+        encode = _ENCODER.encode
+        return cls(list(ids), [encode(m) for m in metadata], strs, nums)
 
     def __len__(self) -> int:
         return len(self.ids)

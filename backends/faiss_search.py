@@ -13,11 +13,17 @@ columns, packed into a bitmap and given to FAISS as ``IDSelectorBitmap`` inside
   computed only for rows in the bitmap. It costs a bitmap test per stored row plus one distance per
   kept row, and its recall is 1.
 
-``auto`` (the default) takes ``exact`` when the filter keeps at most ``EXACT_FRACTION`` of the rows
-or at most ``EXACT_ROWS`` rows, and ``selector`` otherwise. The figures come from measuring both
-on 50k x 512 (see the README's FAISS section): at 10% kept the graph with a selector needs a
-larger ef to keep recall and costs several times the unfiltered search, while the exact scan of 5k
-rows costs about one unfiltered search.
+``auto`` (the default) picks by cost. An unfiltered search computes about ``V`` distances (HNSW:
+efSearch x 2M, the neighbours of the nodes it expands; IVF: nprobe x rows per list; flat: every
+row). With a selector keeping a fraction f = kept / n, a graph walk computes about V / f; the exact
+scan computes ``kept``. So the exact scan is cheaper when kept < V / f, that is when
+``kept <= sqrt(V x n)``, or when it keeps at most ``EXACT_ROWS`` rows. At 50k rows, HNSW M 16,
+efSearch 40: exact up to about 8,000 rows (16%); at 1M rows up to about 36,000 (3.6%).
+
+The exact scan reads a contiguous copy of the kept rows, gathered from the vector file on first use
+and kept per filter until the next write (at most ``SUBSET_CACHE_BYTES`` in all); a subset larger
+than that is scanned in place with the bitmap (the flat storage of a flat or HNSW index, where
+FAISS tests the bitmap per row and computes only the kept rows' distances).
 """
 
 from __future__ import annotations
@@ -31,10 +37,10 @@ import faiss
 
 from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, IVFFlat, Metric
 
-#: a filter keeping at most this fraction of the rows is answered by an exact scan of them
-EXACT_FRACTION = 0.15
-#: ... or at most this many rows, whatever the fraction (small collections)
+#: a filter keeping at most this many rows is always answered by an exact scan of them
 EXACT_ROWS = 2_000
+#: memory for the gathered rows of recent filters (the exact strategy), all filters together
+SUBSET_CACHE_BYTES = 256 << 20
 #: batches of at most this many queries run on the calling thread alone (OpenMP start-up costs more)
 SERIAL_QUERIES = 4
 
@@ -70,11 +76,37 @@ def query_params(index: Any, spec: Any, ef_search: int | None, probes: int | Non
     return p
 
 
-def choose(strategy: str | None, kept: int, total: int) -> str:
-    """'selector' or 'exact' for a filter that keeps ``kept`` of ``total`` stored slots."""
+def visits(index: Any, spec: Any, ef_search: int | None, probes: int | None) -> float:
+    """About how many distances an unfiltered search computes (see the module's rule)."""
+    if isinstance(spec, HNSW):
+        return (ef_search or DEFAULT_EF_SEARCH) * 2 * spec.m
+    if isinstance(spec, IVFFlat):
+        return min(probes or DEFAULT_PROBES, index.nlist) * index.ntotal / max(1, index.nlist)
+    return float(index.ntotal)
+
+
+def choose(strategy: str | None, kept: int, total: int, cost: float) -> str:
+    """'selector' or 'exact' for a filter that keeps ``kept`` of ``total`` slots, where an unfiltered
+    search computes about ``cost`` distances."""
     if strategy in ("selector", "exact"):
         return strategy
-    return "exact" if kept <= EXACT_ROWS or kept <= EXACT_FRACTION * total else "selector"
+    return "exact" if kept <= max(EXACT_ROWS, math.sqrt(cost * total)) else "selector"
+
+
+class Subset:
+    """The kept rows of one filter gathered into a flat index of their own, and their slots."""
+
+    __slots__ = ("slots", "index", "nbytes")
+
+    def __init__(self, selection: Selection, rows: np.ndarray, metric: Metric):
+        self.slots = np.flatnonzero(selection.mask)
+        self.index = faiss.IndexFlat(rows.shape[1], metric.faiss_metric)
+        self.index.add(np.ascontiguousarray(rows[self.slots]))
+        self.nbytes = self.slots.nbytes + len(self.slots) * rows.shape[1] * 4
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        dist, pos = self.index.search(queries, k)
+        return dist, np.where(pos >= 0, self.slots[np.maximum(pos, 0)], -1)
 
 
 def filtered_ef(ef_search: int | None, fraction: float) -> int:
@@ -99,16 +131,14 @@ def on_this_thread(fn: Any, n_queries: int) -> Any:
         faiss.omp_set_num_threads(threads)
 
 
-def exact_scan(index: Any, spec: Any, flat_rows: Any, queries: np.ndarray, k: int, selection: Selection,
-               metric: Metric) -> tuple[np.ndarray, np.ndarray]:
-    """Exact search over the slots in ``selection``, in FAISS's raw score convention."""
-    if isinstance(spec, IVFFlat):
-        # no flat storage inside an IVF index: gather the kept rows from the vector file
-        slots = np.flatnonzero(selection.mask)
-        sub = np.ascontiguousarray(flat_rows(len(selection.mask))[slots])
-        dist, pos = faiss.knn(queries, sub, k, metric=metric.faiss_metric)
-        labels = np.where(pos >= 0, slots[np.maximum(pos, 0)], -1)
-        return dist, labels
+def exact_scan(index: Any, spec: Any, subset: Subset | None, flat_rows: Any, queries: np.ndarray, k: int,
+               selection: Selection, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search over the slots in ``selection``, in FAISS's raw score convention: over the
+    gathered ``subset`` when there is one, else in place."""
+    if subset is not None:
+        return subset.search(queries, k)
+    if isinstance(spec, IVFFlat):  # no flat storage inside an IVF index: gather (uncached)
+        return Subset(selection, flat_rows(len(selection.mask)), metric).search(queries, k)
     flat = faiss.downcast_index(index.storage) if isinstance(spec, HNSW) else index
     p = faiss.SearchParameters()
     p.sel = selection.sel

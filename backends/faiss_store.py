@@ -373,14 +373,18 @@ class FaissStore(VectorStore):
                     params = self._cache[kk] = fs.query_params(view.index, view.spec, self._query.ef_search,
                                                                self._query.probes, kk)
                 dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
-            elif fs.choose(self._query.filter_strategy, sel.count, cols.n) == "exact":
-                dist, labels = fs.on_this_thread(
-                    lambda: fs.exact_scan(view.index, view.spec, view.vectors.rows, queries, kk, sel, self.metric),
-                    len(queries))
             else:
-                ef = fs.filtered_ef(self._query.ef_search, sel.count / max(1, cols.n))
-                params = fs.query_params(view.index, view.spec, ef, self._query.probes, kk, sel.sel)
-                dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+                q = self._query
+                cost = fs.visits(view.index, view.spec, q.ef_search, q.probes)
+                if fs.choose(q.filter_strategy, sel.count, cols.n, cost) == "exact":
+                    sub = self._subset(flt, sel)
+                    dist, labels = fs.on_this_thread(lambda: fs.exact_scan(
+                        view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, self.metric), len(queries))
+                else:
+                    ef = fs.filtered_ef(q.ef_search, sel.count / max(1, cols.n))
+                    params = fs.query_params(view.index, view.spec, ef, q.probes, kk, sel.sel)
+                    dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params),
+                                                     len(queries))
             return self._hits(cols, fs.to_distance(dist, self.metric), labels)
         finally:
             self._state.release_read()
@@ -392,6 +396,21 @@ class FaissStore(VectorStore):
             mask = self._view.cols.mask(flt)
             sel = self._cache[key] = fs.Selection(mask) if mask is not None else None
         return sel
+
+    def _subset(self, flt: dict[str, Any] | None, sel: fs.Selection) -> fs.Subset | None:
+        """The filter's kept rows gathered for the exact scan, cached until the next write."""
+        key = ("sub", json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None)
+        sub = self._cache.get(key)
+        if sub is None:
+            need = sel.count * (self.dim * 4 + 8)
+            if need > fs.SUBSET_CACHE_BYTES:
+                return None
+            used = sum(v.nbytes for v in list(self._cache.values()) if isinstance(v, fs.Subset))
+            if used + need > fs.SUBSET_CACHE_BYTES:
+                for k in [k for k, v in list(self._cache.items()) if isinstance(v, fs.Subset)]:
+                    self._cache.pop(k, None)
+            sub = self._cache[key] = fs.Subset(sel, self._view.vectors.rows(len(sel.mask)), self.metric)
+        return sub
 
     def _hits(self, cols: Columns, dist: np.ndarray, labels: np.ndarray) -> list[list[Hit]]:
         out = []
