@@ -112,3 +112,39 @@ def test_clip_ingest_and_text_search_cli(cli, target, tmp_path_factory, tiny_cli
     assert json.loads(res.output)["hits"][0]["path"].endswith("coffee.webp")
     res = cli("search", "--text", "x", "--backend", flags[1], "--collection", "never_ingested", *flags[4:])
     assert res.exit_code == 1 and "run vecface ingest first" in res.output
+
+
+def test_query_service_library(faiss_options, tmp_path):
+    """vecface.search without the CLI: the filter builder, a stored record as the query (left
+    out of its own hits), UnknownRecord for ids no record has, and the embedder an ingest uses."""
+    import vecface
+    from vecface.embedders import EmbedderSpec
+    from vecface.errors import InvalidArgument, UnknownRecord
+    from vecface.manifest import Manifest
+    from vecface.search import get_record, make_filter, resolve_spec, search_id
+
+    assert make_filter() is None and make_filter("", {"person": None}) is None
+    assert make_filter("a", {"tag": "b", "person": "ann"}) == {"tag": "a", "person": "ann"}
+    rng = np.random.default_rng(1)
+    vecs = rng.normal(size=(6, 8)).astype(np.float32)
+    with vecface.open_store("faiss", "lib_query", 8, "cosine", **faiss_options) as store:
+        store.upsert_arrays([f"r{i}" for i in range(6)], vecs, [{"tag": "even" if i % 2 == 0 else "odd"}
+                                                                 for i in range(6)])
+        res = search_id(store, "r0", k=5)
+        assert "r0" not in [h.id for h in res.hits] and len(res.hits) == 5
+        assert res.query == {"mode": "id", "id": "r0", "path": None, "bbox": None} and res.embed_seconds == 0
+        assert [h.id for h in search_id(store, "r0", k=3, include_self=True).hits][0] == "r0"
+        assert {h.metadata["tag"] for h in search_id(store, "r0", k=5, tag="even").hits} == {"even"}
+        for bad in ("missing", "", "x" * 300, "a\nb"):
+            with pytest.raises(UnknownRecord):
+                get_record(store, bad)
+        with pytest.raises(UnknownRecord):
+            search_id(store, "missing")
+        store.drop()
+    with Manifest(tmp_path / "ingest.sqlite") as manifest:
+        assert resolve_spec(manifest, "faiss", "new") == EmbedderSpec("clip")
+        manifest.set_embedder("faiss", "faces", EmbedderSpec("face-dlib", None, {"upsample": 2}), 128)
+        assert resolve_spec(manifest, "faiss", "faces") == EmbedderSpec("face-dlib", None, {"upsample": 2})
+        assert resolve_spec(manifest, "faiss", "faces", "face-dlib").detector == {"upsample": 2}
+        with pytest.raises(InvalidArgument, match="was ingested with --embedder face-dlib"):
+            resolve_spec(manifest, "faiss", "faces", "clip")

@@ -116,17 +116,22 @@ class Manifest:
                 raise
 
 
-def check_embedder(manifest: Manifest, store: VectorStore, embedder: Embedder) -> None:
-    """Record the collection's embedder at first ingest; refuse a different one later."""
-    spec = embedder.spec()
-    known = manifest.embedder(store.backend, store.name)
+def check_spec(manifest: Manifest, backend: str, collection: str, spec: EmbedderSpec) -> None:
+    """Refuse an embedder (kind or model) other than the one ``collection`` was ingested with."""
+    known = manifest.embedder(backend, collection)
     if known is not None and known[0].identity() != spec.identity():
         was = known[0]
         raise InvalidArgument(
-            f"collection {store.name!r} was ingested with --embedder {was.kind}"
+            f"collection {collection!r} was ingested with --embedder {was.kind}"
             + (f" --model {was.model}" if was.model else "")
             + f"; this run asks for {spec.kind}" + (f" --model {spec.model}" if spec.model else "")
             + ": use another --collection for another embedder")
+
+
+def check_embedder(manifest: Manifest, store: VectorStore, embedder: Embedder) -> None:
+    """Record the collection's embedder at first ingest; refuse a different one later."""
+    spec = embedder.spec()
+    check_spec(manifest, store.backend, store.name, spec)
     if embedder.dim != store.dim:
         raise InvalidArgument(f"collection {store.name!r} holds {store.dim}-d vectors but the {embedder.kind} "
                               f"embedder makes {embedder.dim}-d ones")

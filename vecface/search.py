@@ -28,7 +28,7 @@ from typing import Any
 from .config import data_dir as vecface_data_dir
 from .embedders import Embedder, EmbedderSpec, l2_normalise, make_embedder
 from .errors import InvalidArgument, NoFaceFound, UnknownCollection, UnknownRecord
-from .manifest import MANIFEST_NAME, Manifest
+from .manifest import MANIFEST_NAME, Manifest, check_spec
 from .store import VectorStore
 from .types import MAX_K, Hit, Record, validate_k
 
@@ -182,15 +182,6 @@ def search_id(store: VectorStore, record_id: str, k: int = 10, *, tag: str | lis
 
 # ---------------------------------------------------------------- opening a collection
 
-def _refuse_other(collection: str, was: EmbedderSpec, asked: EmbedderSpec) -> None:
-    if was.identity() != asked.identity():
-        raise InvalidArgument(
-            f"collection {collection!r} was ingested with --embedder {was.kind}"
-            + (f" --model {was.model}" if was.model else "")
-            + f"; this run asks for {asked.kind}" + (f" --model {asked.model}" if asked.model else "")
-            + ": use another --collection for another embedder or model")
-
-
 def resolve_spec(manifest: Manifest, backend: str, collection: str, kind: str | None = None,
                  model: str | None = None) -> EmbedderSpec:
     """The embedder an ingest into ``collection`` uses: the one it was ingested with (``kind`` and
@@ -204,7 +195,7 @@ def resolve_spec(manifest: Manifest, backend: str, collection: str, kind: str | 
     was = known[0]
     asked_kind = kind or was.kind
     asked_model = model if model is not None else (was.model if asked_kind == was.kind else None)
-    _refuse_other(collection, was, EmbedderSpec(asked_kind, asked_model))
+    check_spec(manifest, backend, collection, EmbedderSpec(asked_kind, asked_model))
     return EmbedderSpec(was.kind, asked_model, was.detector)
 
 
