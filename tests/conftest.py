@@ -56,12 +56,12 @@ def pgvector_options(vecface_home) -> dict:
 def weaviate_options(vecface_home) -> dict:
     """The local Weaviate server, built if missing and held open for the whole session
     (unless VECFACE_WEAVIATE_URL points at another server)."""
-    from vecface.backends import weaviate_server
+    from vecface.backends import weaviate_install, weaviate_server
 
     if os.environ.get("VECFACE_WEAVIATE_URL"):
         yield {}
         return
-    weaviate_server.install()  # no-op when the pinned binary is cached; a real build otherwise
+    weaviate_install.install()  # no-op when the pinned binary is cached; a real build otherwise
     weaviate_server.acquire(vecface_home)
     yield {"data_dir": str(vecface_home)}
     weaviate_server.release(vecface_home)

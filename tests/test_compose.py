@@ -21,7 +21,7 @@ def services() -> dict:
 
 
 def test_images_are_pinned(services):
-    from vecface.backends.weaviate_server import PINNED_VERSION
+    from vecface.backends.weaviate_install import PINNED_VERSION
 
     for svc in services.values():
         name, _, tag = svc["image"].rpartition(":")

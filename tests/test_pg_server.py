@@ -50,3 +50,57 @@ def test_server_stops_even_after_a_user_was_killed(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_a_client_killed_while_its_server_starts_leaves_one_usable_server(tmp_path):
+    """The client dies between spawning the postmaster and its being ready: the next user finds
+    the server PostgreSQL recorded (postmaster.pid), waits for it, and no second one starts."""
+    data = tmp_path / "home"
+    pgdata = pg_server.pgdata_for(data)
+    pg_server.acquire(data)  # initdb first (its bootstrap run writes a postmaster.pid too)
+    pg_server.release(data)
+    assert pg_server.postmaster(pgdata) is None
+    code = "import sys, time; from vecface.backends import pg_server; pg_server.acquire(sys.argv[1]); time.sleep(120)"
+    child = subprocess.Popen([sys.executable, "-c", code, str(data)])
+    try:
+        deadline = time.time() + 120
+        while not (pgdata / "postmaster.pid").exists() and time.time() < deadline and child.poll() is None:
+            time.sleep(0.02)
+        assert (pgdata / "postmaster.pid").exists(), "the child never started a server"
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+        st = pg_server.status(data)
+        assert st.recorded is not None and st.unrecorded == []
+        uri = pg_server.acquire(data)
+        try:
+            import psycopg
+
+            with psycopg.connect(uri) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert pg_server.postmasters_on(pgdata) == [pg_server.postmaster(pgdata).pid]
+        finally:
+            pg_server.release(data)
+        deadline = time.time() + 15
+        while pg_server.postmasters_on(pgdata) and time.time() < deadline:
+            time.sleep(0.2)
+        assert pg_server.postmasters_on(pgdata) == []  # the last user stopped it: nothing left running
+    finally:
+        if child.poll() is None:
+            child.kill()
+        pg_server.stop_server(data)
+
+
+def test_detached_start_outlives_its_users_and_stop_stops_it(tmp_path):
+    data = tmp_path / "home"
+    pgdata = pg_server.pgdata_for(data)
+    try:
+        pg_server.acquire(data, detach=True)
+        pid = pg_server.postmaster(pgdata).pid
+        pg_server.acquire(data)
+        pg_server.release(data)  # the last handle: a detached server keeps running
+        assert pg_server.status(data).detached and _running(pgdata)
+        assert pg_server.postmaster(pgdata).pid == pid
+        assert pg_server.stop_server(data)
+        assert pg_server.status(data).recorded is None and not pg_server.postmasters_on(pgdata)
+    finally:
+        pg_server.stop_server(data)

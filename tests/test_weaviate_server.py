@@ -16,6 +16,8 @@ import vecface
 from vecface import HNSW, Record
 from vecface.errors import BackendUnavailable, IngestFailed
 
+from vecface.backends import _server, weaviate_install
+
 from .conftest import clustered
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("VECFACE_WEAVIATE_URL")),
@@ -35,7 +37,7 @@ def test_server_survives_restart_with_its_data(weaviate_options, tmp_path):
         assert first is not None
     # the last handle is gone: the server was stopped cleanly
     assert weaviate_server.running(home) is None
-    assert not weaviate_server._pid_alive(first.pid)
+    assert not _server.pid_alive(first.pid)
     assert "shutdown" in (home / "weaviate" / "weaviate.log").read_text().lower()
 
     with vecface.open_store("weaviate", "persist", data_dir=home) as again:
@@ -49,9 +51,8 @@ def test_server_survives_restart_with_its_data(weaviate_options, tmp_path):
         again.drop()
 
 
+@pytest.mark.parametrize("backend", ["weaviate"])  # Weaviate-specific: the store factory for this backend only
 def test_failed_objects_raise_ingest_failed(store_factory):
-    if store_factory.backend != "weaviate":
-        pytest.skip("Weaviate-specific")
     s = store_factory(dim=8)
     s.upsert([Record("ok", np.ones(8), {"tag": "a"})])
     good = np.full(8, 0.5, dtype=np.float32)
@@ -64,11 +65,6 @@ def test_failed_objects_raise_ingest_failed(store_factory):
     assert err.failures[0][1]  # Weaviate's own reason is kept
     assert s.get(["bad"]) == []
     assert {r.id for r in s.get(["ok", "g1", "g2"])} == {"ok", "g1", "g2"}
-
-
-@pytest.fixture(params=["weaviate"])
-def backend(request):  # only weaviate for the test above
-    return request.param
 
 
 def test_another_process_attaches_to_the_running_server(weaviate_options):
@@ -84,23 +80,19 @@ def test_another_process_attaches_to_the_running_server(weaviate_options):
 
 
 def test_install_skips_a_cached_binary(tmp_path, monkeypatch):
-    from vecface.backends import weaviate_server
-
     monkeypatch.setenv("VECFACE_WEAVIATE_BIN_DIR", str(tmp_path))
-    fake = tmp_path / weaviate_server.BINARY_NAME
+    fake = tmp_path / weaviate_install.BINARY_NAME
     fake.write_text("#!/bin/sh\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    res = weaviate_server.install()
+    res = weaviate_install.install()
     assert res.method == "cached" and res.path == fake
 
 
 def test_install_without_go_says_what_to_do(tmp_path, monkeypatch):
-    from vecface.backends import weaviate_server
-
     monkeypatch.setenv("VECFACE_WEAVIATE_BIN_DIR", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))  # no go here
     with pytest.raises(BackendUnavailable) as info:
-        weaviate_server.install(allow_download=False)
+        weaviate_install.install(allow_download=False)
     msg = str(info.value)
     assert "Go" in msg and "docker-compose.yml" in msg and "VECFACE_WEAVIATE_URL" in msg
 
@@ -116,3 +108,93 @@ def test_unreachable_url_is_reported_without_the_api_key():
     status = {b.name: b for b in vecface.registry.check_backends(
         weaviate={"url": f"http://127.0.0.1:{port}", "api_key": secret})}["weaviate"]
     assert not status.available and secret not in status.detail
+
+
+@pytest.fixture(scope="module")
+def weaviate_binary():
+    return weaviate_install.install().path
+
+
+def _wait_for(cond, timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+def test_a_client_killed_while_its_server_starts_leaves_no_orphan(tmp_path, weaviate_binary):
+    """A client SIGKILLed between spawning its server and the server's being ready, twice: the
+    server is recorded, 'status' says so, the next user adopts it (no 120 s wait, no second
+    server), and its last release stops it."""
+    import signal
+
+    from vecface.backends import weaviate_server as ws
+
+    home = tmp_path / "home"
+    data_path = ws.home_for(home) / "data"
+    record = ws.home_for(home) / "server.json"
+    code = "import sys, time; from vecface.backends import weaviate_server as w; w.acquire(sys.argv[1]); time.sleep(300)"
+    children = []
+    try:
+        for attempt in range(2):  # each killed attempt used to add one more orphan
+            before = json.loads(record.read_text())["pid"] if record.exists() else None
+            child = subprocess.Popen([sys.executable, "-c", code, str(home)])
+            children.append(child)
+            if before is None:  # the first client spawns a server: kill it before the server is ready
+                _wait_for(lambda: record.exists(), 60, "the server was not recorded")
+                assert json.loads(record.read_text())["ready"] is False
+            else:  # the second finds the recorded one and waits for it: kill it then
+                import time
+
+                time.sleep(2)
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+            assert len(ws.processes_on(data_path)) == 1
+        st = ws.status(home)
+        assert st.recorded is not None and st.alive and st.unrecorded == []
+        assert st.recorded.pid == ws.processes_on(data_path)[0]
+        info = ws.acquire(home)  # adopts it (waits for it to be ready) instead of starting another
+        try:
+            assert info.pid == st.recorded.pid and ws.is_ready(info.http_port)
+            assert ws.processes_on(data_path) == [info.pid]
+        finally:
+            ws.release(home)
+        assert ws.processes_on(data_path) == []  # adopted: the last release stopped it
+        assert ws.status(home).recorded is None
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+        ws.stop_server(home)
+
+
+def test_an_unrecorded_server_is_found_by_its_data_dir_and_stopped(tmp_path, weaviate_binary):
+    """A weaviate-server on the data dir that no record names (an orphan of an older vecface):
+    'status' shows it, and 'stop' stops it."""
+    from typer.testing import CliRunner
+
+    from vecface.backends import weaviate_server as ws
+    from vecface.cli import app
+
+    home = tmp_path / "home"
+    wh = ws.home_for(home)
+    wh.mkdir(parents=True)
+    ports = ws.node_ports()
+    orphan = ws.ServerInfo(pid=0, http_port=ports["http"], grpc_port=ports["grpc"], ports=ports,
+                           version=weaviate_install.PINNED_VERSION, data_path=str(wh / "data"),
+                           log_path=str(wh / "weaviate.log"))
+    proc = ws.spawn(weaviate_binary, orphan, ws.node_env(wh / "data", ports), wh)
+    try:
+        st = ws.status(home)
+        assert st.recorded is None and st.unrecorded == [proc.pid]
+        out = CliRunner().invoke(app, ["weaviate", "status", "--data-dir", str(home)]).output
+        assert "unrecorded" in out and str(proc.pid) in out
+        out = CliRunner().invoke(app, ["weaviate", "stop", "--data-dir", str(home)]).output
+        assert "stopped" in out
+        assert proc.wait(30) is not None and ws.processes_on(wh / "data") == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
