@@ -48,8 +48,9 @@ COLUMNS = ("id", "embedding", "tag", "path", "person", "camera", "taken", "lat",
 COPY_TYPES = ["text", "vector", "text", "text", "text", "text", "timestamptz", "float8", "float8", "jsonb"]
 FILTER_COLUMN_TYPES = {"person": "text", "camera": "text", "taken": "timestamptz",
                        "lat": "double precision", "lon": "double precision"}
-#: filter columns with a btree (the others are checked on the rows an index scan yields)
-INDEXED_FILTERS = ("tag",)
+#: filter columns with a btree: an exact search over the rows a selective filter keeps reads only those
+#: (lat and lon, usually filtered together as a box, are checked on the rows the scan yields)
+INDEXED_FILTERS = ("tag", "person", "camera", "taken")
 
 
 class Names:
@@ -157,13 +158,19 @@ def create_collection(conn: psycopg.Connection, n: Names, dim: int, metric: str)
             "CONSTRAINT {p} PRIMARY KEY (id))").format(t=n.table, d=sql.Literal(dim), p=n.pkey))
         # inline, so a search reads a row's vector without a TOAST lookup (up to ~2,000 dims)
         conn.execute(sql.SQL("ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE MAIN").format(t=n.table))
-        _filter_indexes(conn, n)
+        create_filter_indexes(conn, n)
         conn.execute(sql.SQL("INSERT INTO {c} (name, dim, metric, index) VALUES (%s, %s, %s, %s) "
                              "ON CONFLICT (name) DO NOTHING").format(c=CATALOG),
                      (n.collection, dim, metric, Jsonb({"kind": "exact"})))
 
 
-def _filter_indexes(conn: psycopg.Connection, n: Names) -> None:
+def drop_filter_indexes(conn: psycopg.Connection, n: Names) -> None:
+    """Before a bulk load into an empty table: the btrees are built once afterwards, in bulk."""
+    for col in INDEXED_FILTERS:
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {s}.{i}").format(s=sql.Identifier(SCHEMA), i=n.filter_index(col)))
+
+
+def create_filter_indexes(conn: psycopg.Connection, n: Names) -> None:
     for col in INDEXED_FILTERS:
         conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
             i=n.filter_index(col), t=n.table, c=sql.Identifier(col)))
@@ -171,12 +178,16 @@ def _filter_indexes(conn: psycopg.Connection, n: Names) -> None:
 
 def ensure_columns(conn: psycopg.Connection, n: Names) -> None:
     """A table made before the filter columns existed gets them, filled from each row's metadata
-    with the same rules as new rows (``filter_columns``). One catalog query when nothing is missing."""
+    with the same rules as new rows (``filter_columns``), and its filter btrees. Two catalog queries
+    when nothing is missing."""
     have = {r[0] for r in conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
         (n.table_text,)).fetchall()}
     missing = [c for c in FILTER_COLUMN_TYPES if c not in have]
-    if not have or not missing or conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+    indexes = conn.execute("SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace AND relname = ANY(%s)",
+                           (SCHEMA, [f"f_{n.collection}__{c}" for c in INDEXED_FILTERS])).fetchone()[0]
+    if not have or (not missing and indexes == len(INDEXED_FILTERS)) or conn.execute(
+            "SELECT pg_is_in_recovery()").fetchone()[0]:
         return
     with conn.transaction():
         conn.execute(sql.SQL("LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE").format(t=n.table))
@@ -184,13 +195,13 @@ def ensure_columns(conn: psycopg.Connection, n: Names) -> None:
             conn.execute(sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} {ty}").format(
                 t=n.table, c=sql.Identifier(col), ty=sql.SQL(FILTER_COLUMN_TYPES[col])))
         rows = conn.execute(sql.SQL("SELECT id, metadata FROM {t} WHERE metadata ?| %s").format(t=n.table),
-                            (list(FILTER_COLUMN_TYPES),)).fetchall()
+                            (list(FILTER_COLUMN_TYPES),)).fetchall() if missing else []
         if rows:
             with conn.cursor() as cur:
                 cur.executemany(sql.SQL(
                     "UPDATE {t} SET person = %s, camera = %s, taken = %s, lat = %s, lon = %s WHERE id = %s"
                 ).format(t=n.table), [(*column_values(m)[2:], i) for i, m in rows])
-        _filter_indexes(conn, n)
+        create_filter_indexes(conn, n)  # also where a bulk load was cut off before it made them
 
 
 # ---------------------------------------------------------------- values

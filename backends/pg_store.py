@@ -143,7 +143,13 @@ class PgVectorStore(VectorStore):
                 return super()._upsert_all(ids, mat, metas, batch_size)
             batches = [(ids[s:s + batch_size], mat[s:s + batch_size], metas[s:s + batch_size])
                        for s in range(0, len(ids), batch_size)]
-            self._writer().parallel(self._extra_connection, self._streams, batches)
+            # the filter btrees are built once after the load (in bulk, far cheaper than row by row);
+            # if the load is cut off, the next open of the collection makes them
+            pg_schema.drop_filter_indexes(self._c(), self._n)
+            try:
+                self._writer().parallel(self._extra_connection, self._streams, batches)
+            finally:
+                pg_schema.create_filter_indexes(self._c(), self._n)
             self._router.wrote()
         return len(ids)
 
