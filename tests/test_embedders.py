@@ -135,3 +135,28 @@ def test_max_pixels_above_pillows_limit(monkeypatch):
     assert decode_image(png, max_pixels=10_000).size == (50, 50)
     with pytest.raises(ImageError, match=r"over the limit of 1,500$"):
         decode_image(png, max_pixels=1500)
+
+
+def test_worker_processes_store_what_one_process_stores(tiny_clip, tmp_path):
+    """CLIP in two worker processes (chunks embedded as batches) and in this process: same ids,
+    same vectors, same skips."""
+    import vecface
+
+    root = tmp_path / "photos"
+    for i, (name, img) in enumerate(photos().items()):
+        (root / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        img.save(root / f"d{i % 2}" / f"{name}.jpg", quality=95)
+    (root / "broken.jpg").write_bytes(b"no image here")
+    emb = make_embedder("clip", model=tiny_clip, device="cpu")
+    got = {}
+    for workers in (0, 2):
+        with vecface.open_store("faiss", f"w{workers}", emb.dim, "cosine", path=str(tmp_path / "faiss")) as store, \
+                Manifest(tmp_path / f"m{workers}.sqlite") as manifest:
+            report = ingest_folder(store, root, emb, batch_size=3, progress=False, manifest=manifest,
+                                   log_dir=tmp_path, workers=workers)
+            assert report.files_stored == 4 and [s.path for s in report.skipped] == [str(root / "broken.jpg")]
+            ids = sorted(i for s in manifest.files(store.backend, store.name).values() for i in s.ids)
+            got[workers] = {r.id: r.vector for r in store.get(ids)}
+    assert sorted(got[0]) == sorted(got[2]) and len(got[0]) == 4
+    for rid, vec in got[0].items():
+        np.testing.assert_allclose(got[2][rid], vec, atol=1e-5)

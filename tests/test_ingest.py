@@ -35,8 +35,9 @@ from vecface.embedders import make_embedder
 from vecface.ingest import ingest_folder
 root, backend, name, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 with vecface.open_store(backend, name, 128, "cosine", **options) as store:
-    ingest_folder(store, root, make_embedder("face-dlib"), batch_size=1, progress=False,
-                  on_batch=lambda report: time.sleep(0.4))
+    report = ingest_folder(store, root, make_embedder("face-dlib"), batch_size=1, progress=False, workers=2,
+                           on_batch=lambda report: time.sleep(0.4))
+print(json.dumps(report.to_dict()))
 """
 
 
@@ -171,13 +172,41 @@ def _files_done(manifest_path: Path, backend: str, collection: str) -> int:
         con.close()
 
 
+def _worker_pids(parent: int) -> list[int]:
+    """The ingest worker processes (multiprocessing spawn children) of ``parent``."""
+    try:
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    except OSError:
+        return []
+    pids = []
+    for pid in map(int, children):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
-def test_sigkill_midway_then_rerun(store_factory, tmp_path, vecface_home):
+@pytest.mark.parametrize("victim", ["parent", "worker"])
+def test_sigkill_midway_then_rerun(store_factory, tmp_path, vecface_home, victim):
+    """SIGKILL of the ingest process (its workers then exit too), or of one of its two worker
+    processes (the run goes on: the lost files are re-run), then a re-run: exact counts."""
+    if not Path("/proc/self/task").exists():
+        pytest.skip("finding the worker processes needs Linux's /proc")
     root = tmp_path / "photos"
     expected = build_folder(root)
     store = store_factory(dim=128)
     name, backend = store.name, store.backend
-    store.close()  # the CLI process owns the collection while it runs
+    store.close()  # the ingest process owns the collection while it runs
     cmd = CLI + ["ingest", str(root), "--backend", backend, "--collection", name, "--embedder", "face-dlib",
                  "--batch-size", "1", "--no-progress", *_cli_flags(store_factory)]
     # the run to kill: the same ingest through the library, slowed down by its on_batch callback
@@ -185,29 +214,47 @@ def test_sigkill_midway_then_rerun(store_factory, tmp_path, vecface_home):
                              json.dumps(store_factory.options)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     manifest_path = Path(os.environ["VECFACE_HOME"]) / "ingest.sqlite"
     deadline = time.monotonic() + 120
+    workers: list[int] = []
     try:
-        while _files_done(manifest_path, backend, name) < 3:
+        while _files_done(manifest_path, backend, name) < 3 or len(workers) < 2:
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.monotonic() < deadline, "the ingest made no progress"
+            workers = _worker_pids(proc.pid)
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid if victim == "parent" else workers[0], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=180)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+        gone = time.monotonic() + 10
+        while any(map(_alive, workers)) and time.monotonic() < gone:
+            time.sleep(0.1)
+        for pid in filter(_alive, workers):  # never leave one behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert not any(map(_alive, workers)), "worker processes outlived the ingest"
     done_before = _files_done(manifest_path, backend, name)
-    assert 3 <= done_before < len(expected["good"])
+    n_good = len(expected["good"])
+    if victim == "parent":
+        assert proc.returncode == -signal.SIGKILL
+        assert 3 <= done_before < n_good
+    else:  # the killed worker's files were re-run; nothing skipped for it
+        assert proc.returncode == 0, out.decode()
+        first = json.loads(out.decode().strip().splitlines()[-1])
+        assert first["files_stored"] + first["files_unchanged"] == n_good == done_before
+        assert {s["path"] for s in first["skipped"]} == set(expected["skipped"])
 
     rerun = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == EXIT_SKIPPED, rerun.stdout + rerun.stderr
     report = json.loads(rerun.stdout)
     assert report["files_unchanged"] == done_before
-    assert report["files_stored"] == len(expected["good"]) - done_before
+    assert report["files_stored"] == n_good - done_before
     assert {s["path"] for s in report["skipped"]} == set(expected["skipped"])
 
     fresh = store_factory(dim=None, name=name, create=False)  # dropped after the test
-    assert fresh.count() == len(expected["good"])
+    assert fresh.count() == n_good
     ids = stored_ids(fresh, expected["good"])
-    assert len(ids) == len(expected["good"])
+    assert len(ids) == n_good
     with Manifest() as manifest:
         files = manifest.files(backend, name)
     assert sorted(files) == expected["good"]

@@ -32,8 +32,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,9 +41,9 @@ import numpy as np
 
 from .config import data_dir
 from .embedders import Embedder
-from .errors import ImageError, InvalidArgument
-from .exif import photo_metadata
-from .images import content_hash, path_text, read_file, scan_images
+from .errors import InvalidArgument
+from .images import path_text, scan_images
+from .ingest_workers import FilePool, FileResult, Task, default_workers
 from .manifest import FileState, Manifest, check_embedder
 from .store import VectorStore
 
@@ -111,17 +109,6 @@ class IngestReport:
 
 # ---------------------------------------------------------------- ingest
 
-@dataclass
-class _Loaded:
-    path: str
-    sha256: str | None = None
-    prepared: Any = None
-    size: tuple[int, int] | None = None
-    skip: str | None = None
-    unchanged: bool = False
-    exif: dict[str, Any] = field(default_factory=dict)  # taken, lat, lon, camera (vecface.exif)
-
-
 def _reconcile(manifest: Manifest, store: VectorStore, known: dict[str, FileState]) -> dict[str, FileState]:
     """Drop manifest entries whose records are not all in the store (see the module docstring)."""
     expected = sum(len(s.ids) for s in known.values())
@@ -142,20 +129,28 @@ def _reconcile(manifest: Manifest, store: VectorStore, known: dict[str, FileStat
 
 
 def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Embedder, *,
-                  tag: str | None = None, batch_size: int = 32, progress: bool = True, workers: int = 2,
+                  tag: str | None = None, batch_size: int = 32, progress: bool = True, workers: int | None = None,
                   manifest: Manifest | None = None, log_dir: str | os.PathLike[str] | None = None,
-                  max_pixels: int | None = None, console: Any = None,
+                  max_pixels: int | None = None, console: Any = None, device: str | None = None,
                   on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
     """Embed every image under ``root`` into ``store`` (see the module docstring for the guarantees).
 
     Returns an :class:`IngestReport`; skipped files are listed in it and in a log file
     (``<data dir>/logs/ingest-<collection>-<time>.log``). Raises only for errors that stop the
     whole run (the store failing, a wrong embedder for the collection).
+
+    ``workers`` processes (default: one per core) read, decode and embed the files, each loading
+    the embedder once (built from ``embedder.spec()``; ``device`` for its torch model); ``0`` does
+    the work in one thread of this process with ``embedder`` itself. This process stores the
+    results batch by batch. ``on_batch(report)`` is called after each committed batch.
     """
     if batch_size < 1:
         raise InvalidArgument("batch_size must be >= 1")
     if tag is not None and not isinstance(tag, str):
         raise InvalidArgument("tag must be a string")
+    n_workers = default_workers() if workers is None else workers
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
+        raise InvalidArgument("workers must be an integer >= 0 (0: in this process)")
     own_manifest = manifest is None
     manifest = manifest or Manifest()
     t0 = time.perf_counter()
@@ -167,23 +162,8 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                               embedder.name, files_seen=len(files), skipped=unreadable)
         known = _reconcile(manifest, store, manifest.files(store.backend, store.name))
 
-        def load(path: Path) -> _Loaded:
-            p = path_text(path)
-            try:
-                data = read_file(path)
-                sha = content_hash(data)
-                state = known.get(p)
-                if state is not None and state.sha256 == sha and (tag is None or state.tag == tag):
-                    return _Loaded(p, sha, unchanged=True)
-                prepared = embedder.prepare(data, max_pixels=max_pixels)
-                return _Loaded(p, sha, prepared, size=_size_of(prepared), exif=photo_metadata(data))
-            except ImageError as e:
-                return _Loaded(p, skip=str(e))
-            except Exception as e:  # a file must never stop the run
-                return _Loaded(p, skip=f"failed: {type(e).__name__}: {e}")
-
         bar = _Progress(progress, len(files), console)
-        batch: list[_Loaded] = []
+        batch: list[FileResult] = []
         stale: list[str] = []  # changed files that turned bad: their old records go
 
         def flush() -> None:
@@ -195,19 +175,16 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                     on_batch(report)
             batch, stale = [], []
 
-        with bar, ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="vecface-ingest") as pool:
-            window = max(2 * batch_size, 2 * workers)
-            pending: deque = deque()
-            it = iter(files)
-            for path in it:
-                pending.append(pool.submit(load, path))
-                if len(pending) >= window:
-                    break
-            while pending:
-                item: _Loaded = pending.popleft().result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append(pool.submit(load, nxt))
+        def task(path: Path) -> Task:
+            p = path_text(path)
+            state = known.get(p)
+            same = state is not None and (tag is None or state.tag == tag)  # else: stored again, new tag
+            return Task(str(path), p, state.sha256 if same else None)
+
+        # CLIP embeds a chunk as one batch in a worker; face embedders go image by image anyway
+        chunk = 1 if embedder.per_face else max(1, min(batch_size, -(-len(files) // max(1, n_workers))))
+        with bar, FilePool(embedder, n_workers, max_pixels=max_pixels, device=device, chunk=chunk) as pool:
+            for item in pool.results(task(path) for path in files):
                 if item.unchanged:
                     report.files_unchanged += 1
                     bar.advance(1)
@@ -229,31 +206,18 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
             manifest.close()
 
 
-def _size_of(prepared: Any) -> tuple[int, int] | None:
-    """The original (width, height) where the prepared form keeps it (face images do)."""
-    from .embedders.faces import FaceImage
-
-    return tuple(prepared.size) if isinstance(prepared, FaceImage) else None
-
-
-def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, batch: list[_Loaded],
+def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, batch: list[FileResult],
                  stale: list[str], known: dict[str, FileState], tag: str | None, report: IngestReport) -> None:
-    results = embedder.extract([it.prepared for it in batch]) if batch else []
     ids: list[str] = []
     vectors: list[np.ndarray] = []
     metas: list[dict[str, Any]] = []
     done: dict[str, FileState] = {}
     forget = list(stale)
-    for it, items in zip(batch, results):
-        if not items:
-            report.skipped.append(Skipped(it.path, "no face found" if embedder.per_face else "nothing to embed"))
-            if it.path in known:
-                forget.append(it.path)
-            continue
+    for it in batch:
         file_ids = []
         # no --tag given: a changed file keeps the tag it had
         file_tag = tag if tag is not None else (known[it.path].tag if it.path in known else None)
-        for n, item in enumerate(items, 1):
+        for n, item in enumerate(it.items, 1):
             rid = record_id(it.path, it.sha256, item.bbox)
             meta: dict[str, Any] = {"path": it.path, "sha256": it.sha256, "embedder": embedder.kind, **it.exif}
             if file_tag is not None:

@@ -40,7 +40,9 @@ def ingest_cmd(
     model: Model = None,
     tag: Tag = None,
     batch_size: Annotated[int, typer.Option(min=1, help="images embedded and committed per batch")] = 32,
-    workers: Annotated[int, typer.Option(min=1, help="threads reading and decoding images")] = 2,
+    workers: Annotated[Optional[int], typer.Option(
+        min=0, help="worker processes reading, decoding and embedding images, each loading the model once "
+                    "(default: one per core; 0: all in this process)")] = None,
     device: Device = None,
     detector: Annotated[Optional[str], typer.Option(help="face detector: hog (default), cnn or haar")] = None,
     upsample: Annotated[Optional[int], typer.Option(help="dlib detector upsampling (default 1)")] = None,
