@@ -39,6 +39,10 @@ from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, IVFFlat, Metr
 
 #: a filter keeping at most this many rows is always answered by an exact scan of them
 EXACT_ROWS = 2_000
+#: 'post' asks an HNSW index for POST_WIDEN x k / (fraction kept) unfiltered results ...
+POST_WIDEN = 2.0
+#: ... when that is at most POST_MAX_EF x efSearch (so it costs about one unfiltered search)
+POST_MAX_EF = 1.5
 #: memory for the gathered rows of recent filters (the exact strategy), all filters together
 SUBSET_CACHE_BYTES = 256 << 20
 #: batches of at most this many queries run on the calling thread alone (OpenMP start-up costs more)
@@ -85,12 +89,40 @@ def visits(index: Any, spec: Any, ef_search: int | None, probes: int | None) -> 
     return float(index.ntotal)
 
 
-def choose(strategy: str | None, kept: int, total: int, cost: float) -> str:
-    """'selector' or 'exact' for a filter that keeps ``kept`` of ``total`` slots, where an unfiltered
-    search computes about ``cost`` distances."""
-    if strategy in ("selector", "exact"):
+def choose(strategy: str | None, kept: int, total: int, cost: float, k: int, spec: Any,
+           ef_search: int | None) -> str:
+    """'exact', 'post' or 'selector' for a filter that keeps ``kept`` of ``total`` slots, where an
+    unfiltered search computes about ``cost`` distances (the module's rule)."""
+    if strategy in ("selector", "exact", "post"):
         return strategy
-    return "exact" if kept <= max(EXACT_ROWS, math.sqrt(cost * total)) else "selector"
+    if kept <= max(EXACT_ROWS, math.sqrt(cost * total)):
+        return "exact"
+    if isinstance(spec, HNSW) and post_k(k, kept / max(1, total)) <= POST_MAX_EF * (ef_search or DEFAULT_EF_SEARCH):
+        return "post"
+    return "selector"
+
+
+def post_k(k: int, fraction: float) -> int:
+    """How many unfiltered results the 'post' strategy asks for, so that k of them pass the filter
+    (a margin of POST_WIDEN: with half the rows kept, 40 for k=10, and fewer than 10 of 40 pass
+    with probability 1e-4 when the filter is independent of the vectors)."""
+    return int(math.ceil(POST_WIDEN * k / max(fraction, 1e-9)))
+
+
+def post_filter(dist: np.ndarray, labels: np.ndarray, mask: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The first k results of each row that pass ``mask`` (order kept), and the rows with fewer."""
+    ok = (labels >= 0) & mask[np.maximum(labels, 0)]
+    out_d = np.zeros((len(labels), k), dtype=dist.dtype)
+    out_l = np.full((len(labels), k), -1, dtype=labels.dtype)
+    short = []
+    for r in range(len(labels)):
+        idx = np.flatnonzero(ok[r])[:k]
+        if len(idx) < k:
+            short.append(r)
+        out_d[r, : len(idx)] = dist[r, idx]
+        out_l[r, : len(idx)] = labels[r, idx]
+    return out_d, out_l, short
 
 
 class Subset:

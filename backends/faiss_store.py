@@ -73,7 +73,7 @@ class FaissStore(VectorStore):
     backend = "faiss"
     supported_indexes = ("exact", "hnsw", "ivfflat")
     in_process = True
-    filter_strategies = ("auto", "selector", "exact")
+    filter_strategies = ("auto", "selector", "exact", "post")
 
     def __init__(self, collection: str, dim: int | None = None, metric: Metric | str | None = None, *,
                  create: bool = True, path: str | os.PathLike[str] | None = None, lock_timeout: float = 60.0):
@@ -376,18 +376,39 @@ class FaissStore(VectorStore):
             else:
                 q = self._query
                 cost = fs.visits(view.index, view.spec, q.ef_search, q.probes)
-                if fs.choose(q.filter_strategy, sel.count, cols.n, cost) == "exact":
+                how = fs.choose(q.filter_strategy, sel.count, cols.n, cost, kk, view.spec, q.ef_search)
+                if how == "exact":
                     sub = self._subset(flt, sel)
                     dist, labels = fs.on_this_thread(lambda: fs.exact_scan(
                         view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, self.metric), len(queries))
                 else:
-                    ef = fs.filtered_ef(q.ef_search, sel.count / max(1, cols.n))
-                    params = fs.query_params(view.index, view.spec, ef, q.probes, kk, sel.sel)
-                    dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params),
-                                                     len(queries))
+                    dist, labels = self._index_search(view, queries, kk, sel, how)
             return self._hits(cols, fs.to_distance(dist, self.metric), labels)
         finally:
             self._state.release_read()
+
+    def _index_search(self, view: _View, queries: np.ndarray, k: int, sel: fs.Selection, how: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The index with the filter: 'post' (unfiltered, widened, then the bitmap; rows that find
+        fewer than k go on to) 'selector' (the bitmap inside the walk, ef widened)."""
+        q = self._query
+        rows = np.arange(len(queries))
+        if how == "post":
+            wide = min(fs.post_k(k, sel.count / max(1, view.cols.n)), view.index.ntotal)
+            params = fs.query_params(view.index, view.spec, q.ef_search, q.probes, wide)
+            d, l = fs.on_this_thread(lambda: view.index.search(queries, wide, params=params), len(queries))
+            dist, labels, short = fs.post_filter(d, l, sel.mask, k)
+            if not short:
+                return dist, labels
+            rows = np.asarray(short)
+        else:
+            dist = np.zeros((len(queries), k), dtype=np.float32)
+            labels = np.full((len(queries), k), -1, dtype=np.int64)
+        ef = fs.filtered_ef(q.ef_search, sel.count / max(1, view.cols.n))
+        params = fs.query_params(view.index, view.spec, ef, q.probes, k, sel.sel)
+        sub = np.ascontiguousarray(queries[rows])
+        dist[rows], labels[rows] = fs.on_this_thread(lambda: view.index.search(sub, k, params=params), len(sub))
+        return dist, labels
 
     def _selection(self, flt: dict[str, Any] | None) -> fs.Selection | None:
         key = ("sel", json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None)
