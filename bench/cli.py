@@ -147,7 +147,7 @@ def overhead(
     queries: int = typer.Option(1000, "--queries", help="Queries, each run through both paths."),
     k: int = typer.Option(10, "--k", help="Neighbours per query."),
     concurrency: str = typer.Option("1,2,3,4,5,6,7,8", "--concurrency", help="Concurrent clients for the QPS comparison."),
-    duration: float = typer.Option(1.0, "--duration", help="Seconds of throughput per path and client count (two halves, run A B B A)."),
+    duration: float = typer.Option(1.0, "--duration", help="Seconds of throughput per path and client count (in slices A B B A A B B A)."),
     out: Path = typer.Option(Path("vecface-report/overhead"), "--out", help="Report directory."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
     batch_size: int = typer.Option(5000, "--batch-size", help="Rows per bulk upsert batch."),

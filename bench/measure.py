@@ -115,15 +115,17 @@ def interleaved_serial(paths: dict[str, SearchFn], queries: np.ndarray, warmup: 
     return lat
 
 
-def interleaved_throughput(paths: dict[str, Sequence[SearchFn]], queries: np.ndarray,
-                           duration: float) -> dict[str, dict[str, Any]]:
-    """Throughput of each path with the same clients, measured A B B A (each for ``duration / 2``)
-    and summed per path, so a change in the machine's load during the measurement weighs on both."""
+def interleaved_throughput(paths: dict[str, Sequence[SearchFn]], queries: np.ndarray, duration: float,
+                           rounds: int = 2) -> dict[str, dict[str, Any]]:
+    """Throughput of each path with the same clients, ``duration`` seconds per path in all, measured
+    in slices A B B A, ``rounds`` times over, and summed per path (answered queries / seconds), so a
+    change in the machine's load during the measurement weighs on both paths alike."""
     names = list(paths)
-    order = names + names[::-1]
+    order = (names + names[::-1]) * max(1, rounds)
+    piece = duration / (2 * max(1, rounds))
     parts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for name in order:
-        parts[name].append(throughput(paths[name], queries, duration / 2))
+        parts[name].append(throughput(paths[name], queries, piece))
     out = {}
     for name, ps in parts.items():
         queries_done = sum(p["queries"] for p in ps)

@@ -3,8 +3,8 @@
 on the same built index and the same queries, interleaved.
 
 Serially: every query through both paths, alternating (latency p50/p90 of each). Concurrently: C
-clients, each with its own store handle and its own raw searcher from that handle, measured A B B A
-(QPS of each). The ratios vecface/raw are computed from the recorded figures by
+clients, each with its own store handle and its own raw searcher from that handle, measured in slices
+A B B A A B B A (QPS of each). The ratios vecface/raw are computed from the recorded figures by
 :func:`vecface.bench.metrics.overhead_ratios`.
 """
 

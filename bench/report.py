@@ -129,8 +129,9 @@ METHOD = [
     "Overhead: on the same built index, with the same queries and query parameters, each query is run through "
     "vecface's `search` and through the backend's raw client call (`raw_searcher`: FAISS `index.search`, a "
     "prepared binary SQL query over psycopg, weaviate-client `near_vector`, returning ids only), alternating "
-    "per query; then C clients (each with its own handle) run each path for half the duration, in the order "
-    "A B B A. Ratios are vecface / raw.",
+    "per query; then C clients (each with its own handle) run each path for the throughput duration, in "
+    "slices taken in the order A B B A A B B A, so a change in the machine's load weighs on both paths alike. "
+    "Ratios are vecface / raw.",
     "Client-bound: for server backends, when the benchmark process itself used at least 80% of the machine's "
     "cores during a throughput measurement, the client (Python, result decoding) limited that figure (marked *). "
     "FAISS runs inside the client process, so its CPU use is the search itself.",
@@ -154,7 +155,7 @@ def document(results: list[dict[str, Any]], plots: dict[str, Path]) -> list[tupl
     if overhead_rows(results):
         doc += [("h2", "vecface overhead vs raw client"), ("p", OVERHEAD_TEXT),
                 ("table", OVERHEAD_HEAD, overhead_rows(results)),
-                ("p", "Throughput by concurrent clients (each path measured A B B A on the same client handles):"),
+                ("p", "Throughput by concurrent clients (both paths on the same client handles, in slices A B B A A B B A):"),
                 ("table", OVERHEAD_QPS_HEAD, overhead_qps_rows(results))]
     skipped = [s for r in results for s in r.get("skipped", [])]
     if skipped:
