@@ -181,29 +181,35 @@ class VectorFile:
 
 
 class StateLock:
-    """Many searches at once, or one change to the in-memory state."""
+    """Many searches at once, or one change to the in-memory state (writers go first once waiting).
+
+    The read side's fast path is one C-level lock acquire and release, no Python-level Condition."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._readers = 0
         self._writing = False
         self._waiting = 0
 
     def acquire_read(self) -> None:
-        with self._cond:
+        with self._lock:
+            if not (self._writing or self._waiting):
+                self._readers += 1
+                return
             while self._writing or self._waiting:
                 self._cond.wait()
             self._readers += 1
 
     def release_read(self) -> None:
-        with self._cond:
+        with self._lock:
             self._readers -= 1
-            if not self._readers:
+            if not self._readers and self._waiting:
                 self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self._cond:
+        with self._lock:
             self._waiting += 1
             while self._writing or self._readers:
                 self._cond.wait()
@@ -212,6 +218,6 @@ class StateLock:
         try:
             yield
         finally:
-            with self._cond:
+            with self._lock:
                 self._writing = False
                 self._cond.notify_all()

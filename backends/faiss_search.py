@@ -40,9 +40,9 @@ from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, IVFFlat, Metr
 #: a filter keeping at most this many rows is always answered by an exact scan of them
 EXACT_ROWS = 2_000
 #: 'post' asks an HNSW index for POST_WIDEN x k / (fraction kept) unfiltered results ...
-POST_WIDEN = 2.0
+POST_WIDEN = 3.0
 #: ... when that is at most POST_MAX_EF x efSearch (so it costs about one unfiltered search)
-POST_MAX_EF = 1.5
+POST_MAX_EF = 2.0
 #: memory for the gathered rows of recent filters (the exact strategy), all filters together
 SUBSET_CACHE_BYTES = 256 << 20
 #: batches of at most this many queries run on the calling thread alone (OpenMP start-up costs more)
@@ -104,8 +104,9 @@ def choose(strategy: str | None, kept: int, total: int, cost: float, k: int, spe
 
 def post_k(k: int, fraction: float) -> int:
     """How many unfiltered results the 'post' strategy asks for, so that k of them pass the filter
-    (a margin of POST_WIDEN: with half the rows kept, 40 for k=10, and fewer than 10 of 40 pass
-    with probability 1e-4 when the filter is independent of the vectors)."""
+    (a margin of POST_WIDEN: with half the rows kept, 60 for k=10; fewer than 10 of 60 pass with
+    probability below 1e-6 when the filter is independent of the vectors, and the wider search
+    also gives the graph walk the ef that keeps recall)."""
     return int(math.ceil(POST_WIDEN * k / max(fraction, 1e-9)))
 
 
@@ -175,12 +176,3 @@ def exact_scan(index: Any, spec: Any, subset: Subset | None, flat_rows: Any, que
     p = faiss.SearchParameters()
     p.sel = selection.sel
     return flat.search(queries, k, params=p)
-
-
-def to_distance(raw: np.ndarray, metric: Metric) -> np.ndarray:
-    """FAISS's scores as vecface distances (smaller is closer)."""
-    if metric is Metric.L2:
-        return np.sqrt(np.maximum(raw, 0))
-    if metric is Metric.COSINE:
-        return 1.0 - raw
-    return -raw

@@ -28,6 +28,7 @@ one journal transaction, and the old files removed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -383,7 +384,7 @@ class FaissStore(VectorStore):
                         view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, self.metric), len(queries))
                 else:
                     dist, labels = self._index_search(view, queries, kk, sel, how)
-            return self._hits(cols, fs.to_distance(dist, self.metric), labels)
+            return self._hits(cols, dist, labels)
         finally:
             self._state.release_read()
 
@@ -433,19 +434,24 @@ class FaissStore(VectorStore):
             sub = self._cache[key] = fs.Subset(sel, self._view.vectors.rows(len(sel.mask)), self.metric)
         return sub
 
-    def _hits(self, cols: Columns, dist: np.ndarray, labels: np.ndarray) -> list[list[Hit]]:
+    def _hits(self, cols: Columns, raw: np.ndarray, labels: np.ndarray) -> list[list[Hit]]:
+        """FAISS's scores and slots as Hits: ids by one fancy index, metadata by one JSON parse per row."""
         out = []
         metric = self.metric
-        for drow, lrow in zip(dist, labels):
+        for srow, lrow in zip(raw.tolist(), labels):
             if lrow[-1] < 0:
                 keep = lrow >= 0
-                drow, lrow = drow[keep], lrow[keep]
-            ds = drow.tolist()
-            sims = ((1.0 - drow).tolist() if metric is Metric.COSINE else (-drow).tolist() if metric is Metric.IP
-                    else [None] * len(ds))
+                lrow = lrow[keep]
+                srow = srow[: len(lrow)]  # FAISS puts the missing results last
             slots = lrow.tolist()
-            out.append([Hit(i, d, s, m) for i, d, s, m in
-                        zip(cols.ids[lrow].tolist(), ds, sims, cols.metadata(slots))])
+            if metric is Metric.COSINE:   # the score is the cosine similarity
+                pairs = [(1.0 - x, x) for x in srow]
+            elif metric is Metric.IP:     # the score is the inner product
+                pairs = [(-x, x) for x in srow]
+            else:                         # the score is the squared distance
+                pairs = [(math.sqrt(max(x, 0.0)), None) for x in srow]
+            out.append([Hit(i, d, sim, m) for i, (d, sim), m in
+                        zip(cols.ids[lrow].tolist(), pairs, cols.metadata(slots))])
         return out
 
     def _apply_query_params(self) -> None:

@@ -24,6 +24,7 @@ from vecface import HNSW, Record
 from vecface.errors import CollectionBusy
 
 from .conftest import clustered
+from .faiss_checks import searchable
 
 DIM = 16
 TIMEOUT = 60
@@ -75,17 +76,6 @@ def _make(root: Path, n: int = 10, index=HNSW(m=8, ef_construction=40)) -> np.nd
     return x
 
 
-def _all_searchable(root: Path) -> tuple[int, int]:
-    """(count, how many stored records a k=count search returns and their own vector finds first)."""
-    with vecface.open_store("faiss", "c", path=root) as s:
-        n = s.count()
-        s.set_query_params(ef_search=200)
-        ids = {h.id for h in s.search(np.ones(DIM), k=max(n, 1))}
-        recs = s.get(sorted(ids))
-        found_self = sum(s.search(r.vector, k=1)[0].id == r.id for r in recs)
-        return n, min(len(ids), found_self)
-
-
 @pytest.mark.parametrize("last", ["reader", "writer"])
 def test_reader_open_while_another_process_writes(tmp_path, last):
     _make(tmp_path)
@@ -122,7 +112,7 @@ def test_reader_open_while_another_process_writes(tmp_path, last):
             writer.kill()
             writer.wait()
         reader.close()
-    assert _all_searchable(tmp_path) == (20, 20)
+    assert searchable(tmp_path) == (20, 20)
 
 
 def test_concurrent_closes_do_not_raise(tmp_path):
@@ -151,7 +141,7 @@ def test_concurrent_closes_do_not_raise(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    assert _all_searchable(tmp_path) == (70, 70)
+    assert searchable(tmp_path) == (70, 70)
     assert not [p.name for p in tmp_path.joinpath("c").iterdir() if p.name.endswith(".tmp")]
 
 
@@ -188,8 +178,8 @@ def test_reader_gets_k_hits_while_another_process_writes(tmp_path):
             writer.kill()
             writer.wait()
     assert searches > 0 and short == 0, f"{short} of {searches} searches returned fewer than k distinct hits"
-    count, searchable = _all_searchable(tmp_path)
-    assert count == searchable == reader_count
+    count, found = searchable(tmp_path)
+    assert count == found == reader_count
 
 
 def test_second_writer_waits_then_gets_a_clear_error(tmp_path):
@@ -243,4 +233,4 @@ def test_committed_writes_survive_sigkill(tmp_path):
         assert sum(s.search(r.vector, k=1)[0].id == r.id for r in got[::20]) == len(got[::20])
         # the next writer overwrites whatever the killed one left after the last committed slot
         s.upsert([Record("after", np.ones(DIM), {"tag": "after"})])
-    assert _all_searchable(tmp_path) == (n + 1, n + 1)
+    assert searchable(tmp_path) == (n + 1, n + 1)

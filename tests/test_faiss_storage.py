@@ -1,0 +1,122 @@
+"""The FAISS collection's files: an index file that is short, damaged or from another epoch is never
+trusted over the journal; garbage after the last committed slot is harmless; compaction keeps
+every live record; a collection in an older layout is refused clearly."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+
+import vecface
+from vecface import HNSW, Exact, IVFFlat, Record
+from vecface.errors import BackendError
+
+from .conftest import clustered
+from .faiss_checks import searchable
+
+DIM = 8
+
+
+def _files(root, kind: str):
+    return sorted((root / "c").glob(f"{kind}.*"))
+
+
+def _check_all_searchable(root, n: int) -> None:
+    assert searchable(root) == (n, n)
+
+
+@pytest.mark.parametrize("spec", [HNSW(m=8, ef_construction=40), IVFFlat(lists=4)], ids=["hnsw", "ivfflat"])
+def test_an_index_file_behind_the_journal_is_caught_up(tmp_path, spec):
+    x = clustered(300, DIM, seed=1)
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays([f"a{i}" for i in range(200)], x[:200])
+        s.build_index(spec)
+    (index_file,) = _files(tmp_path, "index")
+    old = index_file.read_bytes()  # an index of 200 slots
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        s.upsert_arrays([f"b{i}" for i in range(100)], x[200:])
+        s.delete(["a3"])
+    index_file.write_bytes(old)  # as if a process that never saw the last writes saved last
+    _check_all_searchable(tmp_path, 299)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other_spec", "missing"])
+def test_a_damaged_or_foreign_index_file_is_rebuilt(tmp_path, damage):
+    x = clustered(400, DIM, seed=2)
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays([f"a{i}" for i in range(400)], x)
+        s.build_index(HNSW(m=8, ef_construction=40))
+    (index_file,) = _files(tmp_path, "index")
+    if damage == "truncated":
+        index_file.write_bytes(index_file.read_bytes()[: index_file.stat().st_size // 2])
+    elif damage == "garbage":
+        index_file.write_bytes(b"\0" * 1000)
+    elif damage == "missing":
+        index_file.unlink()
+    else:  # a valid index file, but of another spec: what a build in another process would leave
+        with vecface.open_store("faiss", "d", DIM, path=tmp_path) as other:
+            other.upsert_arrays([f"a{i}" for i in range(400)], x)
+            other.build_index(HNSW(m=4, ef_construction=20))
+        (foreign,) = sorted((tmp_path / "d").glob("index.*"))
+        shutil.copyfile(foreign, index_file)
+    _check_all_searchable(tmp_path, 400)
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        assert s.index == HNSW(m=8, ef_construction=40)
+
+
+def test_garbage_after_the_last_committed_slot_is_overwritten(tmp_path):
+    x = clustered(60, DIM, seed=3)
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays([f"a{i}" for i in range(50)], x[:50])
+    (vectors,) = _files(tmp_path, "vectors")
+    with open(vectors, "ab") as f:  # a writer killed after writing its vectors, before its commit
+        f.write(np.full((7, DIM), 9.0, dtype=np.float32).tobytes())
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        assert s.count() == 50
+        s.upsert_arrays([f"b{i}" for i in range(10)], x[50:])
+        np.testing.assert_allclose(s.get("b0")[0].vector, x[50], atol=1e-6)
+    _check_all_searchable(tmp_path, 60)
+
+
+def test_compaction_keeps_every_live_record(tmp_path):
+    x = clustered(501, DIM, seed=4)
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays([f"a{i}" for i in range(500)], x[:500], [{"tag": "even" if i % 2 == 0 else "odd", "i": i}
+                                                           for i in range(500)])
+        s.build_index(HNSW(m=8, ef_construction=40))
+        first_epoch = _files(tmp_path, "vectors")
+        s.delete([f"a{i}" for i in range(0, 500, 3)])                          # 167 dead
+        s.upsert([Record("a1", x[500], {"tag": "moved"})])                       # one more dead slot
+    # the close compacted: one epoch, new files, the same records
+    assert _files(tmp_path, "vectors") != first_epoch and len(_files(tmp_path, "vectors")) == 1
+    assert len(_files(tmp_path, "index")) == 1
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        assert s.count() == 333 and s.index == HNSW(m=8, ef_construction=40)
+        assert s.get("a1")[0].metadata == {"tag": "moved"}
+        np.testing.assert_allclose(s.get("a1")[0].vector, x[500], atol=1e-6)
+        assert s.get("a3") == []
+        odd = s.search(x[5], k=500, filter={"tag": "odd"})
+        assert {h.id for h in odd} == {f"a{i}" for i in range(1, 500, 2) if i % 3 and i != 1}
+    _check_all_searchable(tmp_path, 333)
+
+
+def test_exact_collections_keep_no_index_file(tmp_path):
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays(["a", "b"], clustered(2, DIM))
+        assert s.index == Exact()
+    assert _files(tmp_path, "index") == []
+    _check_all_searchable(tmp_path, 2)
+
+
+def test_an_older_layout_is_refused_clearly(tmp_path):
+    (tmp_path / "c").mkdir()
+    db = sqlite3.connect(tmp_path / "c" / "records.sqlite")
+    db.execute("CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.executemany("INSERT INTO config VALUES (?, ?)", [("dim", "8"), ("metric", "cosine")])
+    db.commit()
+    db.close()
+    with pytest.raises(BackendError, match="another layout"):
+        vecface.open_store("faiss", "c", path=tmp_path)
