@@ -67,3 +67,84 @@ def test_exif_metadata_passes_the_filters():
                                                   "camera": "Canon EOS 5D",
                                                   "lat": {"gte": 38, "lte": 39}, "lon": {"gte": -10, "lte": -9}}))
     assert not matches_filter(meta, normalise_filter({"taken": {"gte": "2024-06-02"}}))
+
+
+# ---------------------------------------------------------------- when and where: dates and places as filters
+
+def test_date_range_bare_until_is_the_whole_day():
+    from vecface.whenwhere import date_range
+
+    june = date_range("2024-06-01", "2024-06-30")["taken"]
+    assert epoch_seconds("2024-06-30T23:59:59") in june and epoch_seconds("2024-07-01") not in june
+    assert epoch_seconds("2024-06-01T00:00:00") in june and epoch_seconds("2024-05-31T23:59:59") not in june
+    assert date_range(until="2024-06-30T12:00:00+02:00")["taken"].lte == epoch_seconds("2024-06-30T10:00:00Z")
+    assert date_range() is None
+    from vecface.errors import InvalidFilter
+
+    with pytest.raises(InvalidFilter):
+        date_range("2024-07-01", "2024-06-01")
+    with pytest.raises(InvalidFilter):
+        date_range("yesterday")
+
+
+def test_haversine_and_the_box_around_a_circle():
+    import numpy as np
+
+    from vecface.whenwhere import Near, haversine_km
+
+    assert haversine_km(38.7223, -9.1393, 48.8566, 2.3522) == pytest.approx(1453, abs=5)  # Lisbon - Paris
+    rng = np.random.default_rng(0)
+    for lat, lon, km in ((38.72, -9.14, 50), (64.1, -21.9, 300), (-33.87, 151.21, 1000), (0.0, 0.0, 5)):
+        near = Near(lat, lon, km)
+        box = near.box()
+        dlat, dlon = box["lat"].lte - lat, box["lon"].lte - lon
+        pts = np.column_stack([rng.uniform(lat - 1.5 * dlat, lat + 1.5 * dlat, 4000),
+                               rng.uniform(lon - 1.5 * dlon, lon + 1.5 * dlon, 4000)])
+        pts = pts[(np.abs(pts[:, 0]) <= 90) & (np.abs(pts[:, 1]) <= 180)]
+        inside = [p for p in pts if near.contains({"lat": p[0], "lon": p[1]})]
+        assert len(inside) > 1000 and all(p[0] in box["lat"] and p[1] in box["lon"] for p in inside)  # the box holds the circle
+    assert "lon" not in Near(89.9, 10, 50).box()  # a pole inside: every longitude
+    assert "lon" not in Near(10, 179.9, 50).box()  # across the 180th meridian: longitude left open
+    assert Near(10, 179.9, 50).contains({"lat": 10, "lon": -179.9})  # and the haversine check still decides
+
+
+@pytest.mark.parametrize("text,km", [("38.7", 50), ("a,b", 50), ("91,0", 50), ("0,181", 50), ("0,0", 0), ("0,0", -5)])
+def test_near_refuses_bad_places(text, km):
+    from vecface.errors import InvalidArgument
+    from vecface.whenwhere import Near
+
+    with pytest.raises(InvalidArgument):
+        Near.parse(text, km)
+
+
+def test_search_near_keeps_only_hits_within_km(store_factory):
+    """On each backend: the box is filtered natively, the haversine check trims its corners, and
+    more hits are fetched when the nearest ones lie outside the circle."""
+    import numpy as np
+
+    from vecface.whenwhere import Near, haversine_km, search_near
+
+    rng = np.random.default_rng(4)
+    n = 300
+    lat = rng.uniform(37.5, 40.0, n)
+    lon = rng.uniform(-10.5, -7.5, n)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    metas = [{"lat": float(a), "lon": float(b), "camera": "Canon EOS 5D" if i % 2 else "NIKON D750"}
+             for i, (a, b) in enumerate(zip(lat, lon))]
+    metas[0] = {"camera": "Canon EOS 5D"}  # no position: never near anything
+    s = store_factory(dim=8)
+    s.upsert_arrays([f"r{i}" for i in range(n)], x, metas)
+    near = Near(38.72, -9.14, 60)
+    within = [i for i in range(n) if "lat" in metas[i] and haversine_km(38.72, -9.14, lat[i], lon[i]) <= 60]
+    assert 10 < len(within) < n / 2
+    q = x[0] / np.linalg.norm(x[0])
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    want = sorted(within, key=lambda i: 1 - float(xn[i] @ q))[:10]
+    hits = search_near(s, x[0], 10, None, near)
+    assert [h.id for h in hits] == [f"r{i}" for i in want]
+    canon = [i for i in within if metas[i]["camera"] == "Canon EOS 5D"]
+    hits = search_near(s, x[0], 500, {"camera": "Canon EOS 5D"}, near)
+    assert sorted(h.id for h in hits) == sorted(f"r{i}" for i in canon)
+    # a lat range of the caller's own narrows the box further (both apply)
+    hits = search_near(s, x[0], 500, {"lat": {"gte": 38.72}}, near)
+    assert sorted(h.id for h in hits) == sorted(f"r{i}" for i in within if lat[i] >= 38.72)

@@ -37,7 +37,8 @@ def books(tmp_path):
 
 
 def _ingest(store, root, dlib_embedder, manifest):
-    report = ingest_folder(store, root, dlib_embedder, manifest=manifest, progress=False, log_dir=root.parent / "logs")
+    report = ingest_folder(store, root, dlib_embedder, manifest=manifest, progress=False, log_dir=root.parent / "logs",
+                           workers=0)
     assert not report.skipped, report.skipped
     return report
 

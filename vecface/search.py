@@ -31,6 +31,7 @@ from .errors import InvalidArgument, NoFaceFound, UnknownCollection, UnknownReco
 from .manifest import MANIFEST_NAME, Manifest, check_spec
 from .store import VectorStore
 from .types import MAX_K, Hit, Record, validate_k
+from .whenwhere import Near, search_near
 
 MAX_ID_LENGTH = 256
 
@@ -89,12 +90,13 @@ def describe_faces(faces: list[dict[str, Any]]) -> str:
 
 def search_image(store: VectorStore, embedder: Embedder, image: Any, k: int = 10, *,
                  tag: str | list[str] | None = None, face: int | None = None, max_pixels: int | None = None,
-                 filter: dict[str, Any] | None = None) -> SearchResult:
+                 filter: dict[str, Any] | None = None, near: Near | None = None) -> SearchResult:
     """Search with a photo (a path, bytes, a PIL image or an array).
 
     With a face embedder the photo must hold exactly one face, or ``face`` picks one (numbered
     from 1, left to right); otherwise :class:`NoFaceFound` says so, with ``faces`` (every face
-    found) and ``image_size`` on the exception. ``max_pixels`` refuses larger images."""
+    found) and ``image_size`` on the exception. ``max_pixels`` refuses larger images. ``near`` keeps
+    only photos taken within its distance of a place (:func:`vecface.whenwhere.search_near`)."""
     validate_k(k)
     if face is not None and (isinstance(face, bool) or not isinstance(face, int) or face < 1):
         raise InvalidArgument(f"face is numbered from 1 (left to right), got {face!r}")
@@ -128,14 +130,15 @@ def search_image(store: VectorStore, embedder: Embedder, image: Any, k: int = 10
     else:
         vector = l2_normalise(embedder.embed_prepared([prepared]))[0]
     t1 = time.perf_counter()
-    hits = store.search(vector, k, make_filter(tag, filter))
+    hits = search_near(store, vector, k, make_filter(tag, filter), near)
     return SearchResult(hits, t1 - t0, time.perf_counter() - t1, query)
 
 
 # ---------------------------------------------------------------- by text
 
 def search_text(store: VectorStore, embedder: Embedder, text: str, k: int = 10, *,
-                tag: str | list[str] | None = None, filter: dict[str, Any] | None = None) -> SearchResult:
+                tag: str | list[str] | None = None, filter: dict[str, Any] | None = None,
+                near: Near | None = None) -> SearchResult:
     """Search with a sentence ("old man with glasses"): CLIP collections (clip, face-clip) only."""
     validate_k(k)
     if not embedder.supports_text:
@@ -148,7 +151,7 @@ def search_text(store: VectorStore, embedder: Embedder, text: str, k: int = 10, 
     t0 = time.perf_counter()
     vector = embedder.embed_texts([text])[0]
     t1 = time.perf_counter()
-    hits = store.search(vector, k, make_filter(tag, filter))
+    hits = search_near(store, vector, k, make_filter(tag, filter), near)
     return SearchResult(hits, t1 - t0, time.perf_counter() - t1, {"mode": "text", "text": text})
 
 
@@ -167,13 +170,14 @@ def get_record(store: VectorStore, record_id: str) -> Record:
 
 
 def search_id(store: VectorStore, record_id: str, k: int = 10, *, tag: str | list[str] | None = None,
-              include_self: bool = False, filter: dict[str, Any] | None = None) -> SearchResult:
+              include_self: bool = False, filter: dict[str, Any] | None = None,
+              near: Near | None = None) -> SearchResult:
     """Search with a stored record's own vector (nothing is re-embedded; the search time includes
     fetching it). The record itself is left out of the hits unless ``include_self``."""
     validate_k(k)
     t0 = time.perf_counter()
     rec = get_record(store, record_id)
-    hits = store.search(rec.vector, k if include_self else min(k + 1, MAX_K), make_filter(tag, filter))
+    hits = search_near(store, rec.vector, k if include_self else min(k + 1, MAX_K), make_filter(tag, filter), near)
     if not include_self:
         hits = [h for h in hits if h.id != record_id][:k]
     return SearchResult(hits, 0.0, time.perf_counter() - t0,

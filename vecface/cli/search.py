@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -22,6 +22,16 @@ def search_cmd(
     tag: Annotated[Optional[str], typer.Option("--tag", help="only records with this tag")] = None,
     face: Annotated[Optional[int], typer.Option(
         "--face", min=1, help="which face of the query photo (numbered from 1, left to right)")] = None,
+    person: Annotated[Optional[List[str]], typer.Option(
+        "--person", help="only faces of this person: a name or id from vecface people (repeat for several)")] = None,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="only photos taken on or after this date (YYYY-MM-DD or ISO date/time; EXIF, UTC if no zone)")] = None,
+    until: Annotated[Optional[str], typer.Option(
+        "--until", help="only photos taken on or before this date (a bare date includes the whole day)")] = None,
+    camera: Annotated[Optional[str], typer.Option("--camera", help="only photos from this camera (EXIF make and model)")] = None,
+    near: Annotated[Optional[str], typer.Option(
+        "--near", help="only photos taken within --km of LAT,LON (EXIF GPS, decimal degrees)")] = None,
+    km: Annotated[float, typer.Option("--km", help="the radius of --near, in km")] = 50.0,
     backend: Backend = "faiss",
     collection: Collection = "photos",
     model: Model = None,
@@ -34,23 +44,28 @@ def search_cmd(
 ) -> None:
     """Find the closest images or faces to a photo, a sentence or a stored record."""
     from ..search import open_collection, search_id, search_image, search_text
+    from ..whenwhere import Near
+    from .people import search_filter
 
     if sum(x is not None for x in (image, text, record_id)) != 1:
         raise typer.BadParameter("give exactly one query: an IMAGE, --text \"...\" or --id RECORD_ID")
     if image is not None and not image.exists():
         raise typer.BadParameter(f"{image} does not exist")
     where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    place = Near.parse(near, km) if near else None
     if record_id is not None:  # the stored vector: no embedder needed
         with where.open(create=False) as store:
-            result = search_id(store, record_id, k, tag=tag)
+            flt = search_filter(store, where.home, person, since, until, camera)
+            result = search_id(store, record_id, k, tag=tag, filter=flt, near=place)
     else:
         store, emb = open_collection(backend, collection, data_dir=where.home, model=model, device=device,
                                      **where.connection)
         with store:
+            flt = search_filter(store, where.home, person, since, until, camera)
             if text is not None:
-                result = search_text(store, emb, text, k, tag=tag)
+                result = search_text(store, emb, text, k, tag=tag, filter=flt, near=place)
             else:
-                result = search_image(store, emb, image, k, tag=tag, face=face)
+                result = search_image(store, emb, image, k, tag=tag, face=face, filter=flt, near=place)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

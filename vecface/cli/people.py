@@ -1,0 +1,170 @@
+"""``vecface people``: group a face collection into people and print them; ``name``, ``merge``,
+``split``, ``unassign`` fix the result; ``list`` prints without grouping again (:mod:`vecface.people`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Iterator, List, Optional
+
+import typer
+
+from .common import AsJson, Backend, Collection, DataDir, Dsn, FaissPath, Url, handle_errors, target
+
+people_app = typer.Typer(help="Group the faces of a collection into people, name, merge and split them.",
+                         no_args_is_help=False)
+
+Threshold = Annotated[Optional[float], typer.Option(
+    "--threshold", help="same-person cosine distance (default: the embedder's; face-dlib 0.09, "
+    "dlib's 0.6 on its raw descriptors); `vecface eval` suggests one for your photos")]
+
+
+@contextlib.contextmanager
+def _opened(backend: str, collection: str, data_dir, dsn, url, faiss_path) -> Iterator[tuple]:
+    """(store, manifest, people table) of a command's options, closed afterwards."""
+    from ..manifest import MANIFEST_NAME, Manifest
+    from ..people import PeopleTable
+
+    where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    path = where.home / MANIFEST_NAME
+    with where.open(create=False) as store, Manifest(path) as manifest, PeopleTable(path) as table:
+        yield store, manifest, table
+
+
+def print_people(people, title: str, as_json: bool = False) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in people], indent=2))
+        return
+    t = Table(title=escape(title), title_justify="left")
+    for col, kw in (("person", {}), ("name", {}), ("faces", {"justify": "right"}),
+                    ("representative face", {"overflow": "fold"}), ("bbox", {}), ("face id", {})):
+        t.add_column(col, **kw)
+    for p in people:
+        t.add_row(p.id, escape(p.name or ""), str(p.faces), escape(p.path or ""),
+                  "" if p.bbox is None else str(list(p.bbox)), p.representative or "")
+    Console().print(t)
+
+
+@people_app.callback(invoke_without_command=True)
+@handle_errors
+def people_cmd(
+    ctx: typer.Context,
+    backend: Backend = "faiss",
+    collection: Collection = "photos",
+    threshold: Threshold = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier groups and names (hand edits stay)")] = False,
+    data_dir: DataDir = None,
+    dsn: Dsn = None,
+    url: Url = None,
+    faiss_path: FaissPath = None,
+    as_json: AsJson = False,
+) -> None:
+    """Group the faces of a collection into people (no reference photo needed) and print each
+    person with its face count and a representative face. Grouping again keeps ids and names."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..people import group
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
+        report = group(store, threshold=threshold, fresh=fresh, manifest=manifest, table=table)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    print_people(report.people, f"{backend}/{collection}: {len(report.people)} people in {report.faces} faces "
+                 f"(threshold {report.threshold:g}, {report.changed} face records updated)")
+
+
+@people_app.command("list")
+@handle_errors
+def list_cmd(backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
+             dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+    """Print the people as last grouped (nothing is grouped again)."""
+    from ..people import list_people
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, _, table):
+        print_people(list_people(store, table), f"{backend}/{collection}: people", as_json)
+
+
+@people_app.command("name")
+@handle_errors
+def name_cmd(person: Annotated[str, typer.Argument(help="person id (p3) or current name")],
+             name: Annotated[str, typer.Argument(help='the name ("" removes it)')],
+             backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
+             dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+    """Name a person (searchable with vecface search --person NAME)."""
+    from ..people import rename
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, _, table):
+        print_people([rename(store, person, name, table)], f"{backend}/{collection}: named", as_json)
+
+
+@people_app.command("merge")
+@handle_errors
+def merge_cmd(keep: Annotated[str, typer.Argument(help="the person that stays (id or name)")],
+              other: Annotated[str, typer.Argument(help="the person whose faces move to KEEP")],
+              backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
+              dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+    """Two groups are one person: move OTHER's faces to KEEP."""
+    from ..people import merge
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
+        merged = merge(store, keep, other, manifest=manifest, table=table)
+    print_people([merged], f"{backend}/{collection}: merged", as_json)
+
+
+@people_app.command("split")
+@handle_errors
+def split_cmd(faces: Annotated[List[str], typer.Argument(help="face record ids (vecface search --json shows them)")],
+              backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
+              dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+    """These faces are someone else: make them a new person (kept apart when grouping again)."""
+    from ..people import split
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
+        person = split(store, faces, manifest=manifest, table=table)
+    print_people([person], f"{backend}/{collection}: split off", as_json)
+
+
+@people_app.command("unassign")
+@handle_errors
+def unassign_cmd(faces: Annotated[List[str], typer.Argument(help="face record ids")],
+                 backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
+                 dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None) -> None:
+    """These faces belong to nobody (left out when grouping again)."""
+    from ..people import unassign
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
+        n = unassign(store, faces, manifest=manifest, table=table)
+    typer.echo(f"{n} face(s) taken out of their person")
+
+
+@people_app.command("assign")
+@handle_errors
+def assign_cmd(backend: Backend = "faiss", collection: Collection = "photos", threshold: Threshold = None,
+               data_dir: DataDir = None, dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None) -> None:
+    """Place faces ingested since the last grouping: the nearest known person within the
+    threshold, else new people."""
+    from ..people import assign_new
+
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
+        done = assign_new(store, threshold=threshold, manifest=manifest, table=table)
+    typer.echo(f"{len(done)} new face(s) placed in {len(set(done.values()))} people")
+
+
+def search_filter(store, home, person: list[str] | None = None, since: str | None = None, until: str | None = None,
+                  camera: str | None = None) -> dict | None:
+    """The filter of ``vecface search --person/--since/--until/--camera``: people named or
+    numbered (``Grandpa``, ``p3``) as their ids, dates as a ``taken`` range."""
+    from ..manifest import MANIFEST_NAME
+    from ..people import PeopleTable, resolve
+    from ..whenwhere import date_range
+
+    flt = {**(date_range(since, until) or {}), **({"camera": camera} if camera else {})}
+    if person:
+        with PeopleTable(home / MANIFEST_NAME) as table:
+            flt["person"] = resolve(store, person, table)
+    return flt or None
