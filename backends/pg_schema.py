@@ -12,8 +12,8 @@ underscore after its first letter):
     f_<name>__<column>  a btree on a filter column (column names hold no "__")
     r_<name>, q_<name>  the scratch table of the one-row-at-a-time baseline and its primary key
 
-The table: ``id text``, ``embedding vector(d)`` kept inline (storage MAIN, so a search reads no
-TOAST), the filter columns ``tag, path, person, camera text, taken timestamptz, lat, lon double
+The table: ``id text``, ``embedding vector(d)`` kept inline up to 1,536 dimensions (storage PLAIN, see
+MAX_INLINE_DIM), the filter columns ``tag, path, person, camera text, taken timestamptz, lat, lon double
 precision`` (filled from ``vecface.types.filter_columns``) and ``metadata jsonb`` (the record's
 metadata as given).
 
@@ -43,9 +43,13 @@ LEGACY_CATALOG = "public.vecface_collections"
 MAX_STORED_DIM = 16_000
 MAX_INDEXED_DIM = 2_000
 
-#: the table's columns, in COPY order, with their binary COPY types
+#: vectors up to this size are kept in the row (storage PLAIN: no TOAST lookup when a search reads a
+#: hit's distance, no compression attempt when a row is written); larger ones stay pgvector's default
+#: (EXTERNAL: out of line, uncompressed). 1,536 floats leave room in an 8 kB page for the other columns
+MAX_INLINE_DIM = 1_536
+
+#: the table's columns, in COPY order
 COLUMNS = ("id", "embedding", "tag", "path", "person", "camera", "taken", "lat", "lon", "metadata")
-COPY_TYPES = ["text", "vector", "text", "text", "text", "text", "timestamptz", "float8", "float8", "jsonb"]
 FILTER_COLUMN_TYPES = {"person": "text", "camera": "text", "taken": "timestamptz",
                        "lat": "double precision", "lon": "double precision"}
 #: filter columns with a btree: an exact search over the rows a selective filter keeps reads only those
@@ -156,8 +160,8 @@ def create_collection(conn: psycopg.Connection, n: Names, dim: int, metric: str)
             "tag text, path text, person text, camera text, taken timestamptz, "
             "lat double precision, lon double precision, metadata jsonb NOT NULL DEFAULT '{{}}', "
             "CONSTRAINT {p} PRIMARY KEY (id))").format(t=n.table, d=sql.Literal(dim), p=n.pkey))
-        # inline, so a search reads a row's vector without a TOAST lookup (up to ~2,000 dims)
-        conn.execute(sql.SQL("ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE MAIN").format(t=n.table))
+        if dim <= MAX_INLINE_DIM:
+            conn.execute(sql.SQL("ALTER TABLE {t} ALTER COLUMN embedding SET STORAGE PLAIN").format(t=n.table))
         create_filter_indexes(conn, n)
         conn.execute(sql.SQL("INSERT INTO {c} (name, dim, metric, index) VALUES (%s, %s, %s, %s) "
                              "ON CONFLICT (name) DO NOTHING").format(c=CATALOG),
@@ -200,7 +204,7 @@ def ensure_columns(conn: psycopg.Connection, n: Names) -> None:
             with conn.cursor() as cur:
                 cur.executemany(sql.SQL(
                     "UPDATE {t} SET person = %s, camera = %s, taken = %s, lat = %s, lon = %s WHERE id = %s"
-                ).format(t=n.table), [(*column_values(m)[2:], i) for i, m in rows])
+                ).format(t=n.table), [(*column_params(m)[2:], i) for i, m in rows])
         create_filter_indexes(conn, n)  # also where a bulk load was cut off before it made them
 
 
@@ -210,14 +214,32 @@ _MIN_TS = _dt.datetime(1, 1, 2, tzinfo=_dt.timezone.utc).timestamp()
 _MAX_TS = _dt.datetime(9999, 12, 30, tzinfo=_dt.timezone.utc).timestamp()
 
 
+def _clamp(seconds: float | None) -> float | None:
+    """Epoch seconds kept within what Python's datetime (and so a query bound) can express."""
+    return None if seconds is None else min(max(seconds, _MIN_TS), _MAX_TS)
+
+
 def timestamp(seconds: float | None) -> _dt.datetime | None:
-    """Epoch seconds as an aware datetime for a timestamptz column (clamped to Python's range)."""
-    if seconds is None:
-        return None
-    return _dt.datetime.fromtimestamp(min(max(seconds, _MIN_TS), _MAX_TS), tz=_dt.timezone.utc)
+    """Epoch seconds as an aware datetime for a timestamptz parameter (clamped, see _clamp)."""
+    seconds = _clamp(seconds)
+    return None if seconds is None else _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+
+
+_TYPED = frozenset(("person", "camera", "taken", "lat", "lon"))
 
 
 def column_values(metadata: dict[str, Any]) -> tuple[Any, ...]:
-    """(tag, path, person, camera, taken, lat, lon) for one record, as stored."""
+    """(tag, path, person, camera, taken, lat, lon) for one record as stored, ``taken`` as (clamped)
+    epoch seconds."""
+    if _TYPED.isdisjoint(metadata):  # the common case, on the load path: only tag and path
+        tag, path = metadata.get("tag"), metadata.get("path")
+        return (tag if isinstance(tag, str) else None, path if isinstance(path, str) else None,
+                None, None, None, None, None)
     c = filter_columns(metadata)
-    return (c["tag"], c["path"], c["person"], c["camera"], timestamp(c["taken"]), c["lat"], c["lon"])
+    return (c["tag"], c["path"], c["person"], c["camera"], _clamp(c["taken"]), c["lat"], c["lon"])
+
+
+def column_params(metadata: dict[str, Any]) -> tuple[Any, ...]:
+    """column_values as SQL parameters (``taken`` as a datetime)."""
+    tag, path, person, camera, taken, lat, lon = column_values(metadata)
+    return tag, path, person, camera, timestamp(taken), lat, lon
