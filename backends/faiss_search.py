@@ -28,6 +28,7 @@ FAISS tests the bitmap per row and computes only the kept rows' distances).
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 
 import faiss
 
-from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, IVFFlat, Metric
+from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, HNSW, Hit, IVFFlat, Metric
 
 #: a filter keeping at most this many rows is always answered by an exact scan of them
 EXACT_ROWS = 2_000
@@ -176,3 +177,99 @@ def exact_scan(index: Any, spec: Any, subset: Subset | None, flat_rows: Any, que
     p = faiss.SearchParameters()
     p.sel = selection.sel
     return flat.search(queries, k, params=p)
+
+
+class Searcher:
+    """One store's way to answer queries over its current view (columns, vector file, index), with
+    the filter selections, gathered subsets and search parameters it reuses until the next change."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Any, Any] = {}
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+    def search(self, view: Any, qp: Any, metric: Metric, queries: np.ndarray, k: int,
+               flt: dict[str, Any] | None) -> list[list[Hit]]:
+        cols = view.cols
+        key = json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None
+        sel = self._selection(cols, key, flt) if (flt or cols.dead) else None
+        kk = min(k, cols.alive_count if sel is None else sel.count)  # never allocate for more
+        if kk == 0:
+            return [[] for _ in range(len(queries))]
+        if sel is None:
+            params = self.cache.get(kk)
+            if params is None:
+                params = self.cache[kk] = query_params(view.index, view.spec, qp.ef_search, qp.probes, kk)
+            dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+        else:
+            cost = visits(view.index, view.spec, qp.ef_search, qp.probes)
+            how = choose(qp.filter_strategy, sel.count, cols.n, cost, kk, view.spec, qp.ef_search)
+            if how == "exact":
+                sub = self._subset(view, key, sel, metric)
+                dist, labels = on_this_thread(lambda: exact_scan(
+                    view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, metric), len(queries))
+            else:
+                dist, labels = self._index_search(view, qp, queries, kk, sel, how)
+        return self._hits(cols, dist, labels, metric)
+
+    def _index_search(self, view: Any, qp: Any, queries: np.ndarray, k: int, sel: Selection, how: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The index with the filter: 'post' (unfiltered, widened, then the bitmap; rows that find
+        fewer than k go on to) 'selector' (the bitmap inside the walk, ef widened)."""
+        rows = np.arange(len(queries))
+        fraction = sel.count / max(1, view.cols.n)
+        if how == "post":
+            wide = min(post_k(k, fraction), view.index.ntotal)
+            params = query_params(view.index, view.spec, qp.ef_search, qp.probes, wide)
+            d, lab = on_this_thread(lambda: view.index.search(queries, wide, params=params), len(queries))
+            dist, labels, short = post_filter(d, lab, sel.mask, k)
+            if not short:
+                return dist, labels
+            rows = np.asarray(short)
+        else:
+            dist = np.zeros((len(queries), k), dtype=np.float32)
+            labels = np.full((len(queries), k), -1, dtype=np.int64)
+        params = query_params(view.index, view.spec, filtered_ef(qp.ef_search, fraction), qp.probes, k, sel.sel)
+        sub = np.ascontiguousarray(queries[rows])
+        dist[rows], labels[rows] = on_this_thread(lambda: view.index.search(sub, k, params=params), len(sub))
+        return dist, labels
+
+    def _selection(self, cols: Any, key: str | None, flt: dict[str, Any] | None) -> Selection | None:
+        sel = self.cache.get(("sel", key))
+        if sel is None:
+            mask = cols.mask(flt)
+            sel = self.cache[("sel", key)] = Selection(mask) if mask is not None else None
+        return sel
+
+    def _subset(self, view: Any, key: str | None, sel: Selection, metric: Metric) -> Subset | None:
+        """The filter's kept rows gathered for the exact scan (None: too large to keep)."""
+        sub = self.cache.get(("sub", key))
+        if sub is None:
+            need = sel.count * (view.vectors.dim * 4 + 8)
+            if need > SUBSET_CACHE_BYTES:
+                return None
+            held = [(k, v) for k, v in list(self.cache.items()) if isinstance(v, Subset)]
+            if sum(v.nbytes for _, v in held) + need > SUBSET_CACHE_BYTES:
+                for k, _ in held:
+                    self.cache.pop(k, None)
+            sub = self.cache[("sub", key)] = Subset(sel, view.vectors.rows(len(sel.mask)), metric)
+        return sub
+
+    @staticmethod
+    def _hits(cols: Any, raw: np.ndarray, labels: np.ndarray, metric: Metric) -> list[list[Hit]]:
+        """FAISS's scores and slots as Hits: ids by one fancy index, metadata by one JSON parse per row."""
+        out = []
+        for srow, lrow in zip(raw.tolist(), labels):
+            if lrow[-1] < 0:
+                lrow = lrow[lrow >= 0]
+                srow = srow[: len(lrow)]  # FAISS puts the missing results last
+            if metric is Metric.COSINE:   # the score is the cosine similarity
+                pairs = [(1.0 - x, x) for x in srow]
+            elif metric is Metric.IP:     # the score is the inner product
+                pairs = [(-x, x) for x in srow]
+            else:                         # the score is the squared distance
+                pairs = [(math.sqrt(max(x, 0.0)), None) for x in srow]
+            out.append([Hit(i, d, sim, m) for i, (d, sim), m in
+                        zip(cols.ids[lrow].tolist(), pairs, cols.metadata(lrow.tolist()))])
+        return out

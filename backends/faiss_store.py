@@ -28,7 +28,6 @@ one journal transaction, and the old files removed.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -88,7 +87,7 @@ class FaissStore(VectorStore):
         self._state = StateLock()             # searches share it; applying changes takes it alone
         self._seen_stamp = -1
         self._next_check = 0.0
-        self._cache: dict[Any, Any] = {}    # selections and search parameters, valid for one generation
+        self._searcher = fs.Searcher()      # its caches are valid for one generation
         super().__init__(collection, dim, metric, create=create)
 
     @classmethod
@@ -201,7 +200,7 @@ class FaissStore(VectorStore):
                         view.cols.append(start, batch)
                     view.cols.kill(dead)
                 view.gen = entries[-1][0]
-                self._cache.clear()
+                self._searcher.clear()
         self._seen_stamp = seen
         self._next_check = time.monotonic() + _RECHECK_S
 
@@ -228,7 +227,7 @@ class FaissStore(VectorStore):
         view = _View(epoch, spec, cols, vectors, index, entries[-1][0] if entries else 0)
         with self._state.write():
             old, self._view = self._view, view
-            self._cache.clear()
+            self._searcher.clear()
         if old is not None and old.vectors is not vectors:
             old.vectors.close()
         self._seen_stamp = seen
@@ -280,7 +279,7 @@ class FaissStore(VectorStore):
                 view.index.add(vectors)
                 view.cols.append(start, batch)
                 view.gen = gen
-                self._cache.clear()
+                self._searcher.clear()
 
     def _delete(self, ids: list[str]) -> int:
         with self._writing() as view:
@@ -290,7 +289,7 @@ class FaissStore(VectorStore):
                 with self._state.write():
                     view.cols.kill(slots)
                     view.gen = gen
-                    self._cache.clear()
+                    self._searcher.clear()
             return len(slots)
 
     def _build_index(self, spec: IndexSpec) -> None:
@@ -324,7 +323,7 @@ class FaissStore(VectorStore):
         view = _View(epoch, spec, cols, vectors, index, gen)
         with self._state.write():
             self._view = view
-            self._cache.clear()
+            self._searcher.clear()
         old.vectors.close()
         self._remove_other_epochs(keep=epoch)
 
@@ -362,100 +361,12 @@ class FaissStore(VectorStore):
         self._refresh()
         self._state.acquire_read()
         try:
-            view = self._view
-            cols = view.cols
-            sel = self._selection(flt) if (flt or cols.dead) else None
-            kk = min(k, cols.alive_count if sel is None else sel.count)
-            if kk == 0:
-                return [[] for _ in range(len(queries))]
-            if sel is None:
-                params = self._cache.get(kk)
-                if params is None:
-                    params = self._cache[kk] = fs.query_params(view.index, view.spec, self._query.ef_search,
-                                                               self._query.probes, kk)
-                dist, labels = fs.on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
-            else:
-                q = self._query
-                cost = fs.visits(view.index, view.spec, q.ef_search, q.probes)
-                how = fs.choose(q.filter_strategy, sel.count, cols.n, cost, kk, view.spec, q.ef_search)
-                if how == "exact":
-                    sub = self._subset(flt, sel)
-                    dist, labels = fs.on_this_thread(lambda: fs.exact_scan(
-                        view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, self.metric), len(queries))
-                else:
-                    dist, labels = self._index_search(view, queries, kk, sel, how)
-            return self._hits(cols, dist, labels)
+            return self._searcher.search(self._view, self._query, self.metric, queries, k, flt)
         finally:
             self._state.release_read()
 
-    def _index_search(self, view: _View, queries: np.ndarray, k: int, sel: fs.Selection, how: str
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """The index with the filter: 'post' (unfiltered, widened, then the bitmap; rows that find
-        fewer than k go on to) 'selector' (the bitmap inside the walk, ef widened)."""
-        q = self._query
-        rows = np.arange(len(queries))
-        if how == "post":
-            wide = min(fs.post_k(k, sel.count / max(1, view.cols.n)), view.index.ntotal)
-            params = fs.query_params(view.index, view.spec, q.ef_search, q.probes, wide)
-            d, l = fs.on_this_thread(lambda: view.index.search(queries, wide, params=params), len(queries))
-            dist, labels, short = fs.post_filter(d, l, sel.mask, k)
-            if not short:
-                return dist, labels
-            rows = np.asarray(short)
-        else:
-            dist = np.zeros((len(queries), k), dtype=np.float32)
-            labels = np.full((len(queries), k), -1, dtype=np.int64)
-        ef = fs.filtered_ef(q.ef_search, sel.count / max(1, view.cols.n))
-        params = fs.query_params(view.index, view.spec, ef, q.probes, k, sel.sel)
-        sub = np.ascontiguousarray(queries[rows])
-        dist[rows], labels[rows] = fs.on_this_thread(lambda: view.index.search(sub, k, params=params), len(sub))
-        return dist, labels
-
-    def _selection(self, flt: dict[str, Any] | None) -> fs.Selection | None:
-        key = ("sel", json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None)
-        sel = self._cache.get(key)
-        if sel is None:
-            mask = self._view.cols.mask(flt)
-            sel = self._cache[key] = fs.Selection(mask) if mask is not None else None
-        return sel
-
-    def _subset(self, flt: dict[str, Any] | None, sel: fs.Selection) -> fs.Subset | None:
-        """The filter's kept rows gathered for the exact scan, cached until the next write."""
-        key = ("sub", json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None)
-        sub = self._cache.get(key)
-        if sub is None:
-            need = sel.count * (self.dim * 4 + 8)
-            if need > fs.SUBSET_CACHE_BYTES:
-                return None
-            used = sum(v.nbytes for v in list(self._cache.values()) if isinstance(v, fs.Subset))
-            if used + need > fs.SUBSET_CACHE_BYTES:
-                for k in [k for k, v in list(self._cache.items()) if isinstance(v, fs.Subset)]:
-                    self._cache.pop(k, None)
-            sub = self._cache[key] = fs.Subset(sel, self._view.vectors.rows(len(sel.mask)), self.metric)
-        return sub
-
-    def _hits(self, cols: Columns, raw: np.ndarray, labels: np.ndarray) -> list[list[Hit]]:
-        """FAISS's scores and slots as Hits: ids by one fancy index, metadata by one JSON parse per row."""
-        out = []
-        metric = self.metric
-        for srow, lrow in zip(raw.tolist(), labels):
-            if lrow[-1] < 0:
-                keep = lrow >= 0
-                lrow = lrow[keep]
-                srow = srow[: len(lrow)]  # FAISS puts the missing results last
-            slots = lrow.tolist()
-            if metric is Metric.COSINE:   # the score is the cosine similarity
-                pairs = [(1.0 - x, x) for x in srow]
-            elif metric is Metric.IP:     # the score is the inner product
-                pairs = [(-x, x) for x in srow]
-            else:                         # the score is the squared distance
-                pairs = [(math.sqrt(max(x, 0.0)), None) for x in srow]
-            out.append([Hit(i, d, sim, m) for i, (d, sim), m in
-                        zip(cols.ids[lrow].tolist(), pairs, cols.metadata(slots))])
-        return out
-
     def _apply_query_params(self) -> None:
-        self._cache.clear()
+        self._searcher.clear()
 
     # ------------------------------------------------------------------ measurement hooks
     def raw_searcher(self, k: int) -> Any:
@@ -471,6 +382,13 @@ class FaissStore(VectorStore):
             return fs.on_this_thread(lambda: index.search(q, kk, params=params), 1)[1][0]
 
         return search
+
+    def check(self, repair: bool = False, progress: Any = None) -> Any:
+        """Whether the index returns every stored record by its own vector; ``repair`` rebuilds it."""
+        from .faiss_check import check
+
+        self._check_open()
+        return check(self, repair=repair, progress=progress)
 
     def storage_bytes(self) -> int | None:
         self._check_open()
