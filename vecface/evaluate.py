@@ -57,6 +57,7 @@ def labelled_images(root: str | os.PathLike[str]) -> dict[str, str]:
 @dataclass
 class EmbedderResult:
     embedder: str
+    model: str | None = None  # the embedder's name (CLIP: its model)
     records: int = 0
     people_labelled: int = 0
     left_out: list[str] = field(default_factory=list)  # photos with several faces, or none
@@ -76,7 +77,15 @@ class EmbedderResult:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vars(self).items()}
+        return _rounded(vars(self))
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 def retrieval_metrics(order: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, float, float, int]:
@@ -147,6 +156,7 @@ def evaluate_embedder(kind: str, root: str | os.PathLike[str], images: dict[str,
     t0 = time.perf_counter()
     result = EmbedderResult(kind, k=k)
     embedder = make_embedder(kind, model=model if kind != "face-dlib" else None, device=device)
+    result.model = embedder.name
     work = Path(workdir) / kind
     work.mkdir(parents=True, exist_ok=True)
     with Manifest(work / "ingest.sqlite") as manifest, \
@@ -240,7 +250,7 @@ def plot(results: Sequence[EmbedderResult], path: str | os.PathLike[str]) -> str
                        label=f"suggested {r.suggested_threshold:.3f} (FMR {r.false_match_rate:.3f})")
         if r.default_threshold is not None:
             ax.axvline(r.default_threshold, color="grey", ls=":", label=f"default {r.default_threshold:.3f}")
-        ax.set_title(f"{r.embedder}: rank-1 {r.rank1:.2f}, mAP {r.mean_average_precision:.2f}", fontsize=10)
+        ax.set_title(f"{r.model or r.embedder}: rank-1 {r.rank1:.2f}, mAP {r.mean_average_precision:.2f}", fontsize=10)
         ax.set_xlabel("cosine distance")
         ax.set_ylabel("share of pairs")
         ax.legend(fontsize=7)

@@ -19,6 +19,8 @@ def eval_cmd(
         "--embedder", "-e", help="face-dlib, face-clip or clip (repeat for several; default all three)")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="k of precision@k")] = 5,
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for eval.json and eval.png")] = Path("vecface-eval"),
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=0, help="ingest worker processes (default one per core; 0: in this process)")] = None,
     model: Model = None,
     device: Device = None,
     as_json: AsJson = False,
@@ -29,7 +31,7 @@ def eval_cmd(
 
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder")
-    report = evaluate(folder, embedder or EMBEDDERS, model=model, device=device, k=k, out_dir=out)
+    report = evaluate(folder, embedder or EMBEDDERS, model=model, device=device, k=k, out_dir=out, workers=workers)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -48,22 +50,34 @@ def print_report(report: dict) -> None:
     out = Console()
     t = Table(title=escape(f"vecface eval {report['folder']}: {report['images']} photos of {report['people']} people"),
               title_justify="left")
-    for col in ("embedder", "records", "rank-1", "P@k", "mAP", "suggested threshold", "FMR", "recall",
-                "default threshold", "FMR", "recall", "grouping P / R", "people found"):
-        t.add_column(col, justify="left" if col == "embedder" else "right")
-    for r in report["results"]:
-        if r.get("error"):
-            t.add_row(r["embedder"], *[""] * 11, escape(f"not run: {r['error'][:60]}..."))
-            continue
+    results = [r for r in report["results"] if not r.get("error")]
+    t.add_column("")
+    for r in results:
+        t.add_column(r["embedder"], justify="right")
+
+    def grouped(r, key):
         g = r["grouping"].get("default", {})
-        t.add_row(r["embedder"], str(r["records"]), _f(r["rank1"]), f"{_f(r['precision_at_k'])} @{r['k']}",
-                  _f(r["mean_average_precision"]), _f(r["suggested_threshold"], 4), _f(r["false_match_rate"]),
-                  _f(r["same_person_recall"]), _f(r["default_threshold"], 4), _f(r["false_match_rate_default"]),
-                  _f(r["same_person_recall_default"]),
-                  f"{_f(g.get('precision'), 2)} / {_f(g.get('recall'), 2)}" if g else "",
-                  f"{g.get('people_found')} of {g.get('people_labelled')}" if g else "")
+        return "" if not g else (f"{g['people_found']} of {g['people_labelled']}" if key == "found"
+                                 else f"{_f(g['precision'], 2)} / {_f(g['recall'], 2)}")
+
+    rows = [("records", lambda r: str(r["records"])),
+            ("rank-1 accuracy", lambda r: _f(r["rank1"])),
+            (f"precision@{report['results'][0].get('k') or ''}", lambda r: _f(r["precision_at_k"])),
+            ("mean average precision", lambda r: _f(r["mean_average_precision"])),
+            ("suggested threshold", lambda r: _f(r["suggested_threshold"], 4)),
+            ("  false-match rate", lambda r: _f(r["false_match_rate"])),
+            ("  same-person recall", lambda r: _f(r["same_person_recall"])),
+            ("default threshold", lambda r: _f(r["default_threshold"], 4)),
+            ("  false-match rate", lambda r: _f(r["false_match_rate_default"])),
+            ("  same-person recall", lambda r: _f(r["same_person_recall_default"])),
+            ("grouping precision / recall", lambda r: grouped(r, "pr")),
+            ("people found", lambda r: grouped(r, "found"))]
+    for label, cell in rows:
+        t.add_row(label, *[cell(r) for r in results])
     out.print(t)
     for r in report["results"]:
+        if r.get("model") and r["embedder"] != "face-dlib":
+            out.print(f"{r['embedder']}: model {escape(r['model'])}")
         if r.get("left_out"):
             out.print(f"{r['embedder']}: {len(r['left_out'])} photo(s) left out (no face, or several faces)")
         if r.get("error"):
