@@ -15,8 +15,10 @@ from ..config import quiet_runtime_dir_warning
 from ..errors import VecfaceError
 from .common import EXIT_ERROR, show_error
 from .check import check_cmd
+from .eval import eval_cmd
 from .info import backends_cmd
 from .ingest import ingest_cmd
+from .people import people_app
 from .search import search_cmd
 from .serve import serve_cmd
 from .servers import pg_app, weaviate_app
@@ -51,6 +53,8 @@ app.command("backends")(backends_cmd)
 app.command("check")(check_cmd)
 app.add_typer(weaviate_app, name="weaviate")
 app.add_typer(pg_app, name="pg")
+app.add_typer(people_app, name="people")
+app.command("eval")(eval_cmd)
 register_embed(bench_app)
 register_bench(app)
 
