@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from pathlib import Path
 import numpy as np
 import pytest
 
@@ -174,3 +175,45 @@ def test_new_photos_join_known_people(tmp_path, dlib_embedder, books, faiss_opti
             assert people.assign_new(store, manifest=manifest, table=table) == {}  # all placed now
         finally:
             store.drop()
+
+
+def test_people_and_search_commands(photo_folder, tmp_path):
+    """The commands end to end on FAISS: ingest, vecface people, name, then search by person,
+    date range and place."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vecface.cli import app
+
+    root, photos = photo_folder
+    run = CliRunner().invoke
+    where = ["-c", "fam", "--data-dir", str(tmp_path / "home")]
+    res = run(app, ["ingest", str(root), "-e", "face-dlib", "--workers", "0", "--no-progress", *where])
+    assert res.exit_code == 0, res.output
+    res = run(app, ["people", *where, "--json"])
+    assert res.exit_code == 0, res.output
+    grouped = json.loads(res.output)
+    assert len(grouped["people"]) == 5 and grouped["faces"] == 22
+    grace = next(p for p in grouped["people"] if "/grace/" in (p["path"] or ""))
+    res = run(app, ["people", "name", grace["id"], "Grace Hopper", *where])
+    assert res.exit_code == 0 and "Grace Hopper" in res.output
+    res = run(app, ["people", "list", *where])
+    assert res.exit_code == 0 and "Grace Hopper" in res.output and "eileen" in res.output  # the representative's path
+
+    def search(*args):
+        res = run(app, ["search", *args, *where, "--json", "-k", "50"])
+        assert res.exit_code == 0, res.output
+        return sorted(Path(h["path"]).name for h in json.loads(res.output)["hits"])
+
+    query = str(root / "grace" / "grace_0.jpg")  # taken 2024-01-02: outside the range below
+    assert search(query, "--person", "grace hopper", "--since", "2024-02-01", "--until", "2024-03-15") == \
+        ["eileen_and_grace.jpg", "grace_1.jpg", "grace_2.jpg"]  # a bare --until is the whole day: 03-15 18:30 is in
+    assert search(query, "--person", grace["id"], "--near", "48.8566,2.3522", "--km", "20") == \
+        ["eileen_and_grace.jpg", "grace_2.jpg", "grace_3.jpg"]  # the Paris photos
+    assert search(query, "--near", "38.7223,-9.1393", "--km", "20", "--camera", "NIKON D750") == \
+        sorted(f"{n}_1.jpg" for n in ("alex", "blake", "casey", "eileen", "grace"))  # Lisbon, second camera
+    res = run(app, ["search", query, "--person", "Ada", *where])
+    assert res.exit_code == 1 and "no person 'Ada'" in res.output
+    res = run(app, ["search", query, "--near", "91,0", *where])
+    assert res.exit_code == 1 and "latitude" in res.output
