@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vecface import people
+from vecface import grouping, people
 from vecface.errors import InvalidArgument, UnknownRecord
 from vecface.ingest import ingest_folder
 from vecface.manifest import Manifest
@@ -66,16 +66,16 @@ def _name_of(faces_of_person, truth):
 
 def test_cluster_groups_tight_vectors_and_checks_threshold():
     x = clustered(60, 16, clusters=4, spread=0.05, seed=3)
-    labels = people.cluster(x, 0.1)
+    labels = grouping.cluster(x, 0.1)
     centres = np.round(x @ x.T > 0.9)  # pairs of the same centre
     same = labels[:, None] == labels[None, :]
     assert (same == centres.astype(bool)).all()
     assert labels.max() + 1 == 4 and (np.bincount(labels) == sorted(np.bincount(labels), reverse=True)).all()
-    assert len(set(people.cluster(x, 1.99).tolist())) == 1  # everything within reach: one group
-    assert len(people.cluster(np.zeros((0, 16), np.float32), 0.1)) == 0
+    assert len(set(grouping.cluster(x, 1.99).tolist())) == 1  # everything within reach: one group
+    assert len(grouping.cluster(np.zeros((0, 16), np.float32), 0.1)) == 0
     for bad in (0, -0.1, 2.5, True):
         with pytest.raises(InvalidArgument):
-            people.cluster(x, bad)
+            grouping.cluster(x, bad)
 
 
 def test_people_grouped_named_and_searched_by_person_and_date(store_factory, photo_folder, dlib_embedder, books):

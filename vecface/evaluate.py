@@ -11,7 +11,7 @@ query against all the others:
 - **distances**: the cosine distances of every same-person and every different-person pair, their
   histogram, a **suggested threshold** (the distance that best separates them: most pairs decided
   right) and its **false-match rate** (different-person pairs within it) and same-person recall;
-- **people grouping** (:func:`vecface.people.cluster`, what ``vecface people`` does), at the
+- **people grouping** (:func:`vecface.grouping.cluster`, what ``vecface people`` does), at the
   embedder's default threshold and at the suggested one: pairwise precision and recall against the
   labels, and the number of people found against the number labelled.
 
@@ -147,7 +147,8 @@ def evaluate_embedder(kind: str, root: str | os.PathLike[str], images: dict[str,
     ({path: label}, from :func:`labelled_images`)."""
     import time
 
-    from . import people
+    from .grouping import cluster, threshold_for
+    from .people import load_faces
     from .embedders import make_embedder
     from .ingest import ingest_folder
     from .manifest import Manifest
@@ -166,7 +167,7 @@ def evaluate_embedder(kind: str, root: str | os.PathLike[str], images: dict[str,
         files = manifest.files(store.backend, store.name)
         result.left_out = sorted(p for p in images if p not in files or len(files[p].ids) != 1)
         ids = [files[p].ids[0] for p in sorted(images) if p not in result.left_out]
-        faces = people.load_faces(store, ids)
+        faces = load_faces(store, ids)
         labels = np.asarray([images[m["path"]] for m in faces.metadata])
         result.records, result.people_labelled = len(faces), len(set(labels.tolist()))
         if len(faces) < 2:
@@ -178,13 +179,13 @@ def evaluate_embedder(kind: str, root: str | os.PathLike[str], images: dict[str,
     result.k = min(k, kk)
     result.rank1, result.precision_at_k, result.mean_average_precision, _ = retrieval_metrics(order, labels, result.k)
     same, different = pair_distances(faces.vectors, labels)
-    result.default_threshold = people.threshold_for(kind)
+    result.default_threshold = threshold_for(kind)
     result.suggested_threshold = suggest_threshold(same, different)
     result.false_match_rate, result.same_person_recall = _rates(same, different, result.suggested_threshold)
     result.false_match_rate_default, result.same_person_recall_default = _rates(same, different, result.default_threshold)
     for which, t in (("default", result.default_threshold), ("suggested", result.suggested_threshold)):
         if np.isfinite(t) and 0 < t < 2:
-            result.grouping[which] = {"threshold": round(t, 4), **grouping_quality(people.cluster(faces.vectors, t), labels)}
+            result.grouping[which] = {"threshold": round(t, 4), **grouping_quality(cluster(faces.vectors, t), labels)}
     top = float(max(same.max(initial=0), different.max(initial=0), 1e-3))
     edges = np.linspace(0.0, top, 41)
     result.histogram = {"edges": edges.round(5).tolist(), "same": np.histogram(same, edges)[0].tolist(),

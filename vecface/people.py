@@ -33,17 +33,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .errors import InvalidArgument, MissingDependency, UnknownCollection, UnknownRecord
+from .errors import InvalidArgument, UnknownCollection, UnknownRecord
+from .grouping import check_threshold, cluster, representative, threshold_for
 from .store import VectorStore
 from .types import Record
 
-#: The same-person threshold per embedder, as a cosine distance between stored (L2-normalised) vectors.
-#: face-dlib: dlib's documented 0.6 Euclidean on its raw descriptors, whose length is about 1.4
-#: (measured on scikit-image's and matplotlib's portraits), is 0.6^2 / (2 * 1.4^2) = 0.09 here.
-#: face-clip and clip were not trained for identity: their figures are rough guesses; measure
-#: yours with ``vecface eval`` (it prints a suggested threshold and its false-match rate).
-DEFAULT_THRESHOLDS = {"face-dlib": 0.09, "face-clip": 0.08, "clip": 0.08}
-NEIGHBOURS = 50  # edges per face: the nearest this many within the threshold
 _PERSON_ID = re.compile(r"^p(\d+)$")
 
 _SCHEMA = """
@@ -126,54 +120,6 @@ class PeopleTable:
 def _number(person_id: str) -> int:
     m = _PERSON_ID.match(person_id or "")
     return int(m.group(1)) if m else 0
-
-
-def threshold_for(kind: str | None) -> float:
-    """The default same-person cosine distance of an embedder kind (see DEFAULT_THRESHOLDS)."""
-    return DEFAULT_THRESHOLDS.get(kind or "", DEFAULT_THRESHOLDS["face-dlib"])
-
-
-def check_threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 2:
-        raise InvalidArgument(f"the same-person threshold is a cosine distance between 0 and 2, got {threshold!r}")
-    return float(threshold)
-
-
-# ---------------------------------------------------------------- clustering
-
-def cluster(vectors: np.ndarray, threshold: float, *, neighbours: int = NEIGHBOURS) -> np.ndarray:
-    """Group L2-normalised ``vectors`` (n, d): label per row, 0 for the largest group, then 1, ...
-
-    Edges join each vector to its ``neighbours`` nearest others within ``threshold`` (cosine
-    distance); dlib's Chinese whispers splits that graph. Blocks of 1024 rows keep memory bounded.
-    """
-    threshold = check_threshold(threshold)
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n = len(x)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    try:
-        import dlib
-    except ImportError as e:
-        raise MissingDependency("dlib-bin", extra="face", purpose="grouping faces into people") from e
-    edges: list[tuple[int, int]] = [(i, i) for i in range(n)]  # every face is a vertex, alone or not
-    take = min(neighbours + 1, n)
-    for start in range(0, n, 1024):
-        dist = 1.0 - x[start:start + 1024] @ x.T
-        near = np.argpartition(dist, take - 1, axis=1)[:, :take] if take < n else np.tile(np.arange(n), (len(dist), 1))
-        rows = np.repeat(np.arange(len(dist)), near.shape[1])
-        cols = near.ravel()
-        keep = (dist[rows, cols] <= threshold) & (cols != rows + start)
-        edges.extend(zip((rows[keep] + start).tolist(), cols[keep].tolist()))
-    labels = np.asarray(dlib.chinese_whispers(edges), dtype=np.int64)
-    sizes = Counter(labels.tolist())
-    order = {lab: rank for rank, (lab, _) in enumerate(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])))}
-    return np.asarray([order[lab] for lab in labels.tolist()], dtype=np.int64)
-
-
-def representative(vectors: np.ndarray) -> int:
-    """The row closest to the group's mean direction: the most typical face of a person."""
-    return int(np.argmax(vectors @ vectors.mean(axis=0)))
 
 
 # ---------------------------------------------------------------- reading and writing faces
