@@ -270,10 +270,19 @@ class FaissStore(VectorStore):
         return gen
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
-        batch = Batch.from_metadata(ids, metadata)
         with self._writing() as view:
             start = view.cols.n
-            view.vectors.write(start, vectors)
+            # the vectors go to disk (pwrite + fdatasync, without the GIL) while this thread encodes
+            # the batch's columns; both are done before the commit that names them
+            failed: list[BaseException] = []
+            io = threading.Thread(target=_capture, args=(failed, view.vectors.write, start, vectors))
+            io.start()
+            try:
+                batch = Batch.from_metadata(ids, metadata)
+            finally:
+                io.join()
+            if failed:
+                raise failed[0]
             gen = self._commit(lambda j: j.append_batch(start, batch))
             with self._state.write():
                 view.index.add(vectors)
@@ -400,3 +409,10 @@ class FaissStore(VectorStore):
             return int(faiss.serialize_index(self._view.index).nbytes)
         finally:
             self._state.release_read()
+
+
+def _capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as e:  # handed to the thread that waits for it
+        failed.append(e)
