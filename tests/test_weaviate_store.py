@@ -218,6 +218,8 @@ def test_options_from_arguments_and_environment(monkeypatch):
     o = weaviate_conn.resolve()
     assert [(e.url, e.grpc_port) for e in o.endpoints] == [("http://a:1", 11), ("http://b:2", 12)]
     assert (o.replication_factor, o.shards, o.consistency) == (2, 4, "all")
+    for var in ("URL", "GRPC_PORT", "REPLICATION", "SHARDS", "CONSISTENCY"):
+        monkeypatch.delenv(f"VECFACE_WEAVIATE_{var}")
     with pytest.raises(InvalidArgument, match="consistency"):
         weaviate_conn.resolve("http://a:1", consistency="most")
     with pytest.raises(InvalidArgument, match="replication_factor"):
