@@ -148,3 +148,40 @@ def test_query_service_library(faiss_options, tmp_path):
         assert resolve_spec(manifest, "faiss", "faces", "face-dlib").detector == {"upsample": 2}
         with pytest.raises(InvalidArgument, match="was ingested with --embedder face-dlib"):
             resolve_spec(manifest, "faiss", "faces", "clip")
+
+
+def test_ingest_several_paths_and_list_collections(cli, tmp_path, tiny_clip):
+    """One ingest of two folders and a single file (one report each, the worst exit code), all in
+    a data directory given by --data-dir only; then `vecface collections` lists what was ingested."""
+    home = tmp_path / "home"
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    Image.fromarray(skimage_data.astronaut()).save(a / "astronaut.png")
+    Image.fromarray(skimage_data.chelsea()).save(b / "cat.jpg")
+    (b / "broken.jpg").write_bytes(b"not an image")
+    Image.fromarray(skimage_data.coffee()).save(tmp_path / "coffee.webp")
+    flags = ["--collection", "multi", "--data-dir", home, "--embedder", "clip", "--model", tiny_clip, "--no-progress"]
+
+    res = cli("ingest", a, tmp_path / "missing", *flags)
+    assert res.exit_code == 1 and "missing" in res.output and "not exist" in res.output
+    assert not (home / "faiss" / "multi").exists()  # refused before anything was opened
+
+    res = cli("ingest", a, b, tmp_path / "coffee.webp", *flags, "--json")
+    assert res.exit_code == 3, res.output  # broken.jpg skipped
+    reports = json.loads(res.stdout)
+    assert [r["files_stored"] for r in reports] == [1, 1, 1] and len(reports[1]["skipped"]) == 1
+    assert (home / "faiss" / "multi").is_dir() and (home / "ingest.sqlite").is_file()
+
+    res = cli("search", tmp_path / "coffee.webp", "--collection", "multi", "--data-dir", home, "-k", "5", "--json")
+    assert res.exit_code == 0, res.output
+    assert [h["path"].rsplit("/", 1)[-1] for h in json.loads(res.output)["hits"]][0] == "coffee.webp"
+    assert len(json.loads(res.output)["hits"]) == 3
+
+    res = cli("collections", "--data-dir", home, "--json")
+    assert res.exit_code == 0, res.output
+    assert [(c["backend"], c["collection"], c["embedder"], c["dim"], c["files"], c["records"])
+            for c in json.loads(res.output)] == [("faiss", "multi", "clip", 16, 3, 3)]
+    assert json.loads(cli("collections", "--data-dir", home, "--backend", "pgvector", "--json").output) == []
+    res = cli("collections", "--data-dir", home, "--backend", "milvus")
+    assert res.exit_code == 1 and "unknown backend" in res.output

@@ -80,6 +80,12 @@ class Manifest:
                 "ON CONFLICT (backend, collection) DO UPDATE SET embedder=excluded.embedder, dim=excluded.dim",
                 (backend, collection, spec.to_json(), dim, _now()))
 
+    def collections(self, backend: str | None = None) -> list[tuple[str, str, EmbedderSpec, int, str]]:
+        """(backend, collection, embedder spec, dim, created) of every ingested collection, by name."""
+        rows = self._db.execute("SELECT backend, collection, embedder, dim, created FROM collections "
+                                "WHERE ? IS NULL OR backend=? ORDER BY backend, collection", (backend, backend))
+        return [(b, c, EmbedderSpec.from_json(e), int(d), t) for b, c, e, d, t in rows]
+
     def forget_collection(self, backend: str, collection: str) -> None:
         with self._lock:
             self._db.execute("BEGIN")
