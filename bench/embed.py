@@ -8,7 +8,9 @@ Measures, on the same in-memory JPEG photos:
 * the dlib face pipeline (HOG detection, 5-point alignment, ResNet descriptor), ``face-dlib``.
 
 Each is run one image at a time in a plain loop (decode, embed, next), then batched with decoding
-in a thread pool alongside inference, for batch sizes 1, 8, 16, 32, 64. Every image counts decode,
+in a thread pool alongside inference, for batch sizes 1, 8, 16, 32, 64; then through ingest's pool
+of worker processes (``--worker-counts 1,2``: read, hash, decode, detect and embed in N processes,
+CLIP chunks of ``--clip-chunk`` images embedded as one batch), against one worker process. Every image counts decode,
 EXIF/RGB conversion, resizing and inference; nothing is read from disk (the files are in memory),
 so the figures are the embedder's, not the disk's.
 
@@ -40,8 +42,9 @@ class EmbedBenchRow:
     images: int
     seconds: float  # best of the repeats
     images_per_s: float  # images / seconds (best of the repeats)
-    speedup: float | None = None  # against the loop of the same pipeline
+    speedup: float | None = None  # against the loop (or, mode "workers", one worker) of the same pipeline
     median_images_per_s: float | None = None
+    workers: int | None = None  # mode "workers": ingest worker processes
 
 
 def bench_images(n: int, size: int = 512, faces: bool = False) -> list[bytes]:
@@ -120,16 +123,54 @@ def _measure(pipeline: str, model: str, images: list[bytes], batches: Sequence[i
     return rows
 
 
+def _measure_workers(pipeline: str, model: str, embedder: Any, images: list[bytes], counts: Sequence[int],
+                     chunk: int, progress: Callable[[str], None], repeat: int = 1) -> list[EmbedBenchRow]:
+    """Images/s of ingest's worker pool (read, hash, decode, detect/embed; nothing stored) with
+    ``counts`` worker processes, on the images written to a temporary folder (read from the page
+    cache). Each pool is started and warmed up (models loaded) before it is timed."""
+    from vecface.ingest_workers import FilePool, Task
+
+    rows: list[EmbedBenchRow] = []
+    base = None
+    with tempfile.TemporaryDirectory(prefix="vecface-bench-workers-") as tmp:
+        tasks = []
+        for i, data in enumerate(images):
+            path = Path(tmp) / f"{i:05d}.jpg"
+            path.write_bytes(data)
+            tasks.append(Task(str(path), str(path)))
+        for n in counts:
+            progress(f"{pipeline}: {n} worker process(es)")
+            with FilePool(embedder, n, chunk=chunk) as pool:
+                warm = list(pool.results(tasks[:max(2, 2 * n * chunk)]))  # every worker loads its models
+                if any(r.skip for r in warm):
+                    raise RuntimeError(f"the benchmark images failed in a worker: {warm[0].skip}")
+                secs, med = _time(lambda: list(pool.results(tasks)), repeat)
+            ips = len(tasks) / secs
+            base = base or ips
+            rows.append(EmbedBenchRow(pipeline, model, "workers", chunk, len(tasks), secs, ips, ips / base,
+                                      len(tasks) / med, workers=n))
+    return rows
+
+
 def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BATCHES, *,
                     model: str = "clip-ViT-B-32", device: str | None = None, workers: int = 2,
                     clip: bool = True, dlib: bool = True, image_size: int = 512, repeat: int = 3,
-                    torch_threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the embedding throughput benchmark; returns {"rows": [...], "environment": {...}}."""
+                    torch_threads: int | None = None, worker_counts: Sequence[int] = (1, 2),
+                    clip_chunk: int = 32, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the embedding throughput benchmark; returns {"rows": [...], "environment": {...}}.
+
+    ``worker_counts``: also measure ingest's worker pool with that many processes (empty: skip);
+    CLIP workers embed chunks of ``clip_chunk`` images as one batch each."""
+    import os
+
     progress = progress or (lambda msg: None)
     rows: list[EmbedBenchRow] = []
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "images": n_images, "image_size": image_size, "workers": workers,
-                           "batch_sizes": list(batch_sizes), "repeat": repeat}
+                           "batch_sizes": list(batch_sizes), "repeat": repeat, "cpu_count": os.cpu_count(),
+                           "worker_counts": list(worker_counts)}
+    if hasattr(os, "getloadavg"):
+        env["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     if clip:
         import torch
 
@@ -159,6 +200,9 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
             rows += _measure("clip", label, bench_images(n_images, image_size), batch_sizes,
                              prepare=emb.prepare, infer=emb.embed_prepared, workers=workers, progress=progress,
                              repeat=repeat)
+            if worker_counts:
+                rows += _measure_workers("clip", label, emb, bench_images(n_images, image_size), worker_counts,
+                                         clip_chunk, progress, repeat)
         finally:
             if tmp is not None:
                 from vecface.embedders import clear_model_cache
@@ -172,10 +216,15 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
 
         env["dlib"] = _dlib.__version__
         emb = make_embedder("face-dlib")
-        rows += _measure("face-dlib", "dlib HOG (upsample 1) + 5-point + ResNet-128",
-                         bench_images(n_images, image_size, faces=True), batch_sizes,
+        label = "dlib HOG (upsample 1) + 5-point + ResNet-128"
+        rows += _measure("face-dlib", label, bench_images(n_images, image_size, faces=True), batch_sizes,
                          prepare=emb.prepare, infer=emb.extract, workers=workers, progress=progress,
                          repeat=repeat)
+        if worker_counts:
+            rows += _measure_workers("face-dlib", label, emb, bench_images(n_images, image_size, faces=True),
+                                     worker_counts, 1, progress, repeat)
+    if hasattr(os, "getloadavg"):
+        env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return {"rows": [asdict(r) for r in rows], "environment": env}
 
 
@@ -186,22 +235,30 @@ def results_table(result: dict[str, Any]):
     models = dict.fromkeys((r["pipeline"], r["model"]) for r in result["rows"])
     t = Table(title=f"embedding throughput: {env['images']} JPEG photos of {env['image_size']} px, "
                     f"{env.get('clip_device', 'cpu')}, torch threads {env.get('torch_threads', '-')}, "
-                    f"{env['workers']} decode threads, best of {env['repeat']}", title_justify="left",
-              caption="; ".join(f"{p}: {m}" for p, m in models), caption_justify="left")
-    for col in ("pipeline", "mode", "batch", "seconds", "images/s", "median images/s", "vs loop"):
+                    f"{env['workers']} decode threads, best of {env['repeat']}, {env.get('cpu_count', '?')} cores, "
+                    f"load average {_load(env)}", title_justify="left",
+              caption="; ".join(f"{p}: {m}" for p, m in models) + "; vs: against the loop, or (mode workers) "
+                      "against 1 worker process", caption_justify="left")
+    for col in ("pipeline", "mode", "batch", "workers", "seconds", "images/s", "median images/s", "vs"):
         t.add_column(col, justify="left" if col in ("pipeline", "mode") else "right")
     for r in result["rows"]:
-        t.add_row(r["pipeline"], r["mode"], str(r["batch_size"]), f"{r['seconds']:.2f}",
+        t.add_row(r["pipeline"], r["mode"], str(r["batch_size"]), str(r.get("workers") or "-"), f"{r['seconds']:.2f}",
                   f"{r['images_per_s']:.1f}", f"{r['median_images_per_s']:.1f}", f"{r['speedup']:.2f}x")
     return t
 
 
+def _load(env: dict[str, Any]) -> str:
+    """The 1-minute load average at the start and the end of the run (how busy the machine was)."""
+    start, end = env.get("load_average_at_start"), env.get("load_average_at_end")
+    return f"{start[0]} -> {end[0]}" if start and end else "-"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
-    lines = ["| pipeline | mode | batch | images/s (best) | images/s (median) | vs loop |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = ["| pipeline | mode | batch | workers | images/s (best) | images/s (median) | vs loop / 1 worker |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['pipeline']} | {r['mode']} | {r['batch_size']} | {r['images_per_s']:.1f} | "
-                     f"{r['median_images_per_s']:.1f} | {r['speedup']:.2f}x |")
+        lines.append(f"| {r['pipeline']} | {r['mode']} | {r['batch_size']} | {r.get('workers') or '-'} | "
+                     f"{r['images_per_s']:.1f} | {r['median_images_per_s']:.1f} | {r['speedup']:.2f}x |")
     return "\n".join(lines)
 
 
@@ -217,26 +274,38 @@ def embed_cmd(
                                                 "(default: torch's, one per core)"),
     skip_clip: bool = typer.Option(False, "--no-clip", help="skip CLIP"),
     skip_dlib: bool = typer.Option(False, "--no-dlib", help="skip the dlib face pipeline"),
+    worker_counts: str = typer.Option("1,2", "--worker-counts", help="ingest worker process counts to measure, "
+                                      "comma-separated ('' to skip)"),
+    clip_chunk: int = typer.Option(32, "--clip-chunk", min=1, help="images a CLIP worker embeds as one batch"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the results as JSON here"),
 ) -> None:
-    """Embedding throughput (images/s) for batch sizes 1-64 against a one-image loop: CLIP ViT-B/32 and dlib faces."""
+    """Embedding throughput (images/s): batch sizes 1-64 against a one-image loop, and ingest's worker
+    processes (1, 2, ...): CLIP ViT-B/32 and dlib faces."""
     from rich.console import Console
 
     console = Console()
-    try:
-        sizes = [int(x) for x in batch_sizes.split(",") if x.strip()]
-    except ValueError:
-        raise typer.BadParameter("--batch-sizes takes integers such as 1,8,16") from None
-    if not sizes or min(sizes) < 1:
-        raise typer.BadParameter("--batch-sizes takes positive integers")
+    sizes = _int_list(batch_sizes, "--batch-sizes")
+    if not sizes:
+        raise typer.BadParameter("--batch-sizes takes positive integers such as 1,8,16")
     result = run_embed_bench(images, sizes, model=model, device=device, workers=workers, clip=not skip_clip,
                              dlib=not skip_dlib, image_size=image_size, repeat=repeat,
-                             torch_threads=torch_threads,
+                             torch_threads=torch_threads, worker_counts=_int_list(worker_counts, "--worker-counts"),
+                             clip_chunk=clip_chunk,
                              progress=lambda msg: console.print(f"[dim]{msg}[/]"))
     console.print(results_table(result))
     if out:
         out.write_text(json.dumps({**result, "markdown": markdown_table(result)}, indent=2))
         console.print(f"results: {out}")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes comma-separated integers such as 1,2") from None
+    if any(v < 1 for v in values):
+        raise typer.BadParameter(f"{flag} takes positive integers")
+    return values
 
 
 def register_embed(bench_app: typer.Typer) -> None:
