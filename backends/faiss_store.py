@@ -145,10 +145,12 @@ class FaissStore(VectorStore):
     def _disconnect(self) -> None:
         try:
             if self._view is not None and self._journal is not None:
-                if self._view.cols.dead > _COMPACT_FRACTION * max(1, self._view.cols.n) and self._wlock.acquire(0):
+                if self._wlock.acquire(0):  # only when no other writer is busy: never wait in close
                     try:
-                        self._catch_up()
-                        self._compact(self._view.spec)
+                        if self._view.cols.dead > _COMPACT_FRACTION * max(1, self._view.cols.n):
+                            self._catch_up()
+                            self._compact(self._view.spec)
+                        self._tidy(self._journal.config()["epoch"])
                     finally:
                         self._wlock.release()
                 self._save_index()
@@ -327,19 +329,23 @@ class FaissStore(VectorStore):
             gen = self._commit(lambda j: j.replace_all(iter(batches), epoch, index=json.dumps(spec_to_dict(spec))))
         except BaseException:
             vectors.close()
-            self._remove_other_epochs(keep=old.epoch)
+            self._tidy(old.epoch)
             raise
         view = _View(epoch, spec, cols, vectors, index, gen)
         with self._state.write():
             self._view = view
             self._searcher.clear()
         old.vectors.close()
-        self._remove_other_epochs(keep=epoch)
+        self._tidy(epoch)
 
-    def _remove_other_epochs(self, keep: str) -> None:
-        for p in self.directory.glob("*.*"):
+    def _tidy(self, keep: str) -> None:
+        """Under the writer lock: remove the files of other epochs (a finished compaction's old ones,
+        or a crashed one's new ones) and temporary files of processes that no longer run."""
+        for p in self.directory.iterdir():
             parts = p.name.split(".")
             if len(parts) == 3 and parts[0] in ("vectors", "index") and parts[1] != keep:
+                p.unlink(missing_ok=True)
+            elif p.name.startswith(".") and p.name.endswith(".tmp") and len(parts) >= 6 and not _alive(parts[-4]):
                 p.unlink(missing_ok=True)
 
     def _drop(self) -> None:
@@ -416,3 +422,13 @@ def _capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
         fn(*args)
     except BaseException as e:  # handed to the thread that waits for it
         failed.append(e)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True  # not ours to judge
+    return True

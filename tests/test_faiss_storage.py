@@ -137,3 +137,26 @@ def test_check_finds_every_record_searchable_and_repairs(tmp_path):
         assert report.stored == 399
         assert set(report.repaired) | set(report.still_unsearchable) == set(report.unsearchable)
         assert s.count() == 399
+
+
+def test_close_removes_orphans_of_crashed_processes(tmp_path):
+    import subprocess
+    import sys
+
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays(["a", "b"], clustered(2, DIM))
+        s.build_index(HNSW(m=8, ef_construction=40))
+    d = tmp_path / "c"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (index_file,) = _files(tmp_path, "index")
+    orphans = [d / "vectors.0123456789abcdef.f32", d / "index.0123456789abcdef.faiss",  # a compaction killed
+               d / f".{index_file.name}.{dead}.1.abcd1234.tmp"]                      # a save killed
+    live_tmp = d / f".{index_file.name}.{__import__('os').getpid()}.1.abcd1234.tmp"    # a save under way
+    for p in orphans + [live_tmp]:
+        p.write_bytes(b"x")
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        assert s.count() == 2
+    assert not [p for p in orphans if p.exists()] and live_tmp.exists()
+    live_tmp.unlink()
+    _check_all_searchable(tmp_path, 2)
