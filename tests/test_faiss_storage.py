@@ -4,8 +4,11 @@ every live record; a collection in an older layout is refused clearly."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,9 +143,6 @@ def test_check_finds_every_record_searchable_and_repairs(tmp_path):
 
 
 def test_close_removes_orphans_of_crashed_processes(tmp_path):
-    import subprocess
-    import sys
-
     with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
         s.upsert_arrays(["a", "b"], clustered(2, DIM))
         s.build_index(HNSW(m=8, ef_construction=40))
@@ -152,7 +152,7 @@ def test_close_removes_orphans_of_crashed_processes(tmp_path):
     (index_file,) = _files(tmp_path, "index")
     orphans = [d / "vectors.0123456789abcdef.f32", d / "index.0123456789abcdef.faiss",  # a compaction killed
                d / f".{index_file.name}.{dead}.1.abcd1234.tmp"]                      # a save killed
-    live_tmp = d / f".{index_file.name}.{__import__('os').getpid()}.1.abcd1234.tmp"    # a save under way
+    live_tmp = d / f".{index_file.name}.{os.getpid()}.1.abcd1234.tmp"    # a save under way
     for p in orphans + [live_tmp]:
         p.write_bytes(b"x")
     with vecface.open_store("faiss", "c", path=tmp_path) as s:
