@@ -204,7 +204,9 @@ def test_people_and_search_commands(photo_folder, tmp_path):
     def search(*args):
         res = run(app, ["search", *args, *where, "--json", "-k", "50"])
         assert res.exit_code == 0, res.output
-        return sorted(Path(h["path"]).name for h in json.loads(res.output)["hits"])
+        hits = json.loads(res.output)["hits"]
+        assert all(h["taken"] and h["camera"] and "lat" in h and "person" in h for h in hits)
+        return sorted(Path(h["path"]).name for h in hits)
 
     query = str(root / "grace" / "grace_0.jpg")  # taken 2024-01-02: outside the range below
     assert search(query, "--person", "grace hopper", "--since", "2024-02-01", "--until", "2024-03-15") == \

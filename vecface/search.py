@@ -62,7 +62,9 @@ class SearchResult:
         return {"query": self.query, "embed_ms": self.embed_ms, "search_ms": self.search_ms,
                 "hits": [{"rank": n, "id": h.id, "path": h.path, "bbox": h.bbox, "distance": h.distance,
                           "similarity": h.similarity, "tag": h.metadata.get("tag"),
-                          "face": h.metadata.get("face")} for n, h in enumerate(self.hits, 1)]}
+                          "face": h.metadata.get("face"),
+                          **{key: h.metadata[key] for key in ("person", "taken", "lat", "lon", "camera")
+                             if key in h.metadata}} for n, h in enumerate(self.hits, 1)]}
 
 
 def make_filter(tag: str | list[str] | None = None, more: dict[str, Any] | None = None) -> dict[str, Any] | None:
