@@ -219,3 +219,17 @@ def test_people_and_search_commands(photo_folder, tmp_path):
     assert res.exit_code == 1 and "no person 'Ada'" in res.output
     res = run(app, ["search", query, "--near", "91,0", *where])
     assert res.exit_code == 1 and "latitude" in res.output
+    # hand edits through the commands
+    one = json.loads(run(app, ["search", query, *where, "--json", "-k", "1", "--person", grace["id"]]).output)["hits"][0]
+    res = run(app, ["people", "split", one["id"], *where, "--json"])
+    assert res.exit_code == 0, res.output
+    alone = json.loads(res.output)[0]
+    assert alone["faces"] == 1 and alone["id"] not in {p["id"] for p in grouped["people"]}
+    res = run(app, ["people", "merge", "Grace Hopper", alone["id"], *where, "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)[0]["faces"] == 5, res.output
+    res = run(app, ["people", "unassign", one["id"], *where])
+    assert res.exit_code == 0 and "1 face(s)" in res.output
+    res = run(app, ["people", "assign", *where])
+    assert res.exit_code == 0 and "0 new face(s)" in res.output  # the unassigned face stays out
+    res = run(app, ["people", "merge", "Grace Hopper", "grace hopper", *where])
+    assert res.exit_code == 1 and "same person" in res.output
