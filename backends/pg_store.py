@@ -66,7 +66,7 @@ class PgVectorStore(VectorStore):
         self._read_your_writes = bool(read_your_writes)
         self._data_dir = data_dir
         self._mwm = maintenance_work_mem
-        self._streams = load_streams if load_streams is not None else max(2, min(4, os.cpu_count() or 2))
+        self._streams = load_streams if load_streams is not None else max(2, min(8, os.cpu_count() or 2))
         if self._streams < 1:
             raise InvalidArgument(f"load_streams must be at least 1, got {load_streams!r}")
         self._router: Router | None = None
