@@ -48,13 +48,20 @@ def portraits() -> dict:
 
 
 def variants(img) -> list:
-    """Transformed copies of one portrait (the original first)."""
-    from PIL import Image, ImageEnhance, ImageOps
+    """Transformed copies of one portrait (the original first): 6 mild ones (mirrored, cropped,
+    brighter, darker, turned 6 degrees), then 5 harder ones (grey, blurred, JPEG quality 10, half
+    size, posterised to 3 bits)."""
+    from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
     w, h = img.size
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=10)
     return [img, ImageOps.mirror(img), img.crop((int(w * .06), int(h * .06), int(w * .94), int(h * .94))),
             ImageEnhance.Brightness(img).enhance(1.3), ImageEnhance.Brightness(img).enhance(0.7),
-            img.rotate(6, resample=Image.BICUBIC)]
+            img.rotate(6, resample=Image.BICUBIC),
+            ImageOps.grayscale(img).convert("RGB"), img.filter(ImageFilter.GaussianBlur(2)),
+            Image.open(buf).convert("RGB"), img.resize((w // 2, h // 2), Image.BILINEAR),
+            ImageOps.autocontrast(ImageOps.posterize(img, 3))]
 
 
 def exif_jpeg(img, *, taken: datetime | None = None, offset: str | None = None,
@@ -86,7 +93,7 @@ def _dms(x: float) -> tuple[float, float, float]:
 
 def build(root: Path, *, per_person: int = 4, people: list[str] | None = None, group_photo: bool = True,
           labelled: bool = True) -> list[Photo]:
-    """Write ``per_person`` photos of each person under ``root`` (``root/<name>/<n>.jpg`` when
+    """Write ``per_person`` (up to 11) photos of each person under ``root`` (``root/<name>/<n>.jpg`` when
     ``labelled``, else flat), dated one month apart from 2024-01-01 (person k starts k days later),
     the first half in Lisbon and the rest in Paris, alternating cameras; plus one group photo of
     eileen and grace (in ``root/group/``, dated 2024-03-15, Paris). Returns what it wrote."""
