@@ -103,7 +103,15 @@ class _Replica:
         self.dsn = dsn
         self.conn: psycopg.Connection | None = None
         self.down_until = 0.0
-        self.settings: Any = None  # what was last applied to this connection (see Router.apply)
+        self.settings: Any = None  # what was last applied to this connection (see Router.run_read)
+
+    def drop_connection(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+        self.conn = None
 
 
 class Router:
@@ -122,12 +130,7 @@ class Router:
 
     def close(self) -> None:
         for r in self.replicas:
-            if r.conn is not None:
-                try:
-                    r.conn.close()
-                except psycopg.Error:
-                    pass
-                r.conn = None
+            r.drop_connection()
         close_connection(self.primary, self.embedded, self.data_dir)
 
     # ---- writes
@@ -149,6 +152,8 @@ class Router:
                 return fn(conn)
             except psycopg.OperationalError:
                 self._set_aside(replica)
+            except psycopg.errors.UndefinedTable:
+                continue  # a collection the standby has not replayed yet: the primary has it
         self.primary_settings = apply(self.primary, self.primary_settings)
         return fn(self.primary)
 
@@ -169,12 +174,7 @@ class Router:
 
     def _set_aside(self, replica: _Replica) -> None:
         replica.down_until = time.monotonic() + RETRY_DOWN_AFTER
-        if replica.conn is not None:
-            try:
-                replica.conn.close()
-            except psycopg.Error:
-                pass
-        replica.conn = None
+        replica.drop_connection()
 
     def _caught_up(self, conn: psycopg.Connection) -> bool:
         if not (self.read_your_writes and self._last_lsn):
