@@ -57,7 +57,7 @@ def labelled_images(root: str | os.PathLike[str]) -> dict[str, str]:
 @dataclass
 class EmbedderResult:
     embedder: str
-    model: str | None = None  # the embedder's name (CLIP: its model)
+    model: str | None = None  # the CLIP model (name or directory) of clip and face-clip
     records: int = 0
     people_labelled: int = 0
     left_out: list[str] = field(default_factory=list)  # photos with several faces, or none
@@ -149,7 +149,7 @@ def evaluate_embedder(kind: str, root: str | os.PathLike[str], images: dict[str,
 
     from .grouping import cluster, threshold_for
     from .people import load_faces
-    from .embedders import make_embedder
+    from .embedders import DEFAULT_CLIP_MODEL, make_embedder
     from .ingest import ingest_folder
     from .manifest import Manifest
     from .registry import open_store
@@ -157,7 +157,7 @@ def evaluate_embedder(kind: str, root: str | os.PathLike[str], images: dict[str,
     t0 = time.perf_counter()
     result = EmbedderResult(kind, k=k)
     embedder = make_embedder(kind, model=model if kind != "face-dlib" else None, device=device)
-    result.model = embedder.name
+    result.model = None if kind == "face-dlib" else (model or DEFAULT_CLIP_MODEL)
     work = Path(workdir) / kind
     work.mkdir(parents=True, exist_ok=True)
     with Manifest(work / "ingest.sqlite") as manifest, \
@@ -251,7 +251,7 @@ def plot(results: Sequence[EmbedderResult], path: str | os.PathLike[str]) -> str
                        label=f"suggested {r.suggested_threshold:.3f} (FMR {r.false_match_rate:.3f})")
         if r.default_threshold is not None:
             ax.axvline(r.default_threshold, color="grey", ls=":", label=f"default {r.default_threshold:.3f}")
-        ax.set_title(f"{r.model or r.embedder}: rank-1 {r.rank1:.2f}, mAP {r.mean_average_precision:.2f}", fontsize=10)
+        ax.set_title(f"{r.embedder}" + (f" ({Path(r.model).name})" if r.model else "") + f": rank-1 {r.rank1:.2f}, mAP {r.mean_average_precision:.2f}", fontsize=10)
         ax.set_xlabel("cosine distance")
         ax.set_ylabel("share of pairs")
         ax.legend(fontsize=7)

@@ -76,7 +76,7 @@ def print_report(report: dict) -> None:
         t.add_row(label, *[cell(r) for r in results])
     out.print(t)
     for r in report["results"]:
-        if r.get("model") and r["embedder"] != "face-dlib":
+        if r.get("model"):
             out.print(f"{r['embedder']}: model {escape(r['model'])}")
         if r.get("left_out"):
             out.print(f"{r['embedder']}: {len(r['left_out'])} photo(s) left out (no face, or several faces)")
