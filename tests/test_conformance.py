@@ -378,3 +378,23 @@ def test_bad_range_filters(store_factory, flt):
     s.upsert(_records(clustered(5, 8)))
     with pytest.raises(InvalidFilter):
         s.search(np.ones(8), k=3, filter=flt)
+
+
+def test_k_at_the_bound_on_a_small_collection(store_factory):
+    """k up to MAX_K is accepted and answered with the rows there are (an in-process engine must not
+    allocate for k), on every index, with and without a filter; k above the bound is refused."""
+    from vecface.types import MAX_K
+
+    s = store_factory(dim=8)
+    x = clustered(50, 8, seed=11)
+    s.upsert(_records(x))
+    for spec in (Exact(), HNSW(m=8, ef_construction=32), IVFFlat(lists=2)):
+        if spec.kind not in s.supported_indexes:
+            continue
+        s.build_index(spec)
+        s.set_query_params(ef_search=64, probes=2)
+        assert len(s.search(x[0], k=MAX_K)) == 50
+        hits = s.search(x[0], k=MAX_K, filter={"tag": "a"})
+        assert len(hits) == 25 and all(h.metadata["tag"] == "a" for h in hits)
+    with pytest.raises(InvalidArgument):
+        s.search(x[0], k=MAX_K + 1)
