@@ -196,6 +196,8 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
                 emb = CLIPEmbedder(str(path), device=device)
                 label = "ViT-B/32 architecture, random weights (real weights not present)"
             env["clip_device"] = emb.device
+            if emb.device.startswith("cuda"):
+                env["clip_device_name"] = torch.cuda.get_device_name(torch.device(emb.device))
             env["clip_dim"] = emb.dim
             rows += _measure("clip", label, bench_images(n_images, image_size), batch_sizes,
                              prepare=emb.prepare, infer=emb.embed_prepared, workers=workers, progress=progress,
@@ -215,7 +217,8 @@ def run_embed_bench(n_images: int = 64, batch_sizes: Sequence[int] = DEFAULT_BAT
         from vecface.embedders import make_embedder
 
         env["dlib"] = _dlib.__version__
-        emb = make_embedder("face-dlib")
+        emb = make_embedder("face-dlib", device=device)
+        env["dlib_device"] = emb.device
         label = "dlib HOG (upsample 1) + 5-point + ResNet-128"
         rows += _measure("face-dlib", label, bench_images(n_images, image_size, faces=True), batch_sizes,
                          prepare=emb.prepare, infer=emb.extract, workers=workers, progress=progress,
@@ -266,7 +269,7 @@ def embed_cmd(
     images: int = typer.Option(64, "--images", min=1, help="images per measurement"),
     batch_sizes: str = typer.Option(",".join(map(str, DEFAULT_BATCHES)), "--batch-sizes", help="comma-separated"),
     model: str = typer.Option("clip-ViT-B-32", "--model", help="CLIP model name or directory"),
-    device: Optional[str] = typer.Option(None, "--device", help="torch device (default cuda if present)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or auto (default: cuda if present)"),
     workers: int = typer.Option(2, "--workers", min=1, help="decode threads"),
     image_size: int = typer.Option(512, "--image-size", min=32, help="long side of the test photos"),
     repeat: int = typer.Option(3, "--repeat", min=1, help="runs per measurement; the best is reported"),

@@ -160,3 +160,35 @@ def test_worker_processes_store_what_one_process_stores(tiny_clip, tmp_path):
     assert sorted(got[0]) == sorted(got[2]) and len(got[0]) == 4
     for rid, vec in got[0].items():
         np.testing.assert_allclose(got[2][rid], vec, atol=1e-5)
+
+
+def test_device_selection(tiny_clip):
+    """cpu, auto and cuda for CLIP (torch) and dlib: what is picked, and a clear refusal."""
+    import dlib
+    import torch
+
+    assert make_embedder("clip", model=tiny_clip, device="cpu").device == "cpu"
+    auto = make_embedder("clip", model=tiny_clip, device="auto").device
+    assert auto.startswith("cuda" if torch.cuda.is_available() else "cpu")
+    assert make_embedder("clip", model=tiny_clip).device == auto  # None is auto
+    for bad in ("tpu", "cuda:x", "cpu:0", ""):
+        with pytest.raises(InvalidArgument, match="unknown device"):
+            make_embedder("clip", model=tiny_clip, device=bad)
+    dlib_cuda = bool(dlib.DLIB_USE_CUDA) and dlib.cuda.get_num_devices() > 0
+    assert make_embedder("face-dlib", device="auto").device == ("cuda" if dlib_cuda else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgument, match="no CUDA device"):
+            make_embedder("clip", model=tiny_clip, device="cuda")
+    if not dlib_cuda:
+        with pytest.raises(InvalidArgument, match="--device cuda"):
+            make_embedder("face-dlib", device="cuda")
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()",
+                    reason="no CUDA device here: the CUDA path is tested for selection only")
+def test_clip_on_cuda_matches_cpu(tiny_clip):
+    cpu = make_embedder("clip", model=tiny_clip, device="cpu")
+    gpu = make_embedder("clip", model=tiny_clip, device="cuda")
+    assert gpu.device.startswith("cuda")
+    imgs = list(photos().values())
+    np.testing.assert_allclose(gpu.embed_images(imgs), cpu.embed_images(imgs), atol=1e-3)

@@ -31,6 +31,18 @@ DEFAULT_CLIP_MODEL = "clip-ViT-B-32"
 EMBEDDER_KINDS = ("clip", "face-clip", "face-dlib")
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(device: str | None) -> str:
+    """``device`` as given (``auto`` for None) if it is one vecface knows: auto, cpu, cuda, cuda:N."""
+    device = "auto" if device is None else str(device).strip().lower()
+    base, _, index = device.partition(":")
+    if base not in DEVICES or (index and (base != "cuda" or not index.isdigit())):
+        raise InvalidArgument(f"unknown device {device!r}; use cpu, cuda (or cuda:N) or auto")
+    return device
+
+
 @dataclass
 class Item:
     """One vector to store for an image: the whole image (``bbox`` None) or one face."""

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidArgument, MissingDependency, ModelUnavailable
-from .base import DEFAULT_CLIP_MODEL, Embedder, EmbedderSpec, Item, l2_normalise
+from .base import DEFAULT_CLIP_MODEL, Embedder, EmbedderSpec, Item, check_device, l2_normalise
 
 # Loaded models, keyed by (model, device): loading ViT-B/32 takes seconds, so each process loads a
 # model once. Explicit and small; clear it with clear_model_cache().
@@ -28,10 +28,19 @@ def clear_model_cache() -> None:
         _MODEL_CACHE.clear()
 
 
-def _default_device() -> str:
+def torch_device(device: str | None = None) -> str:
+    """The torch device for ``device``: ``cpu``; ``cuda`` (or ``cuda:N``), refused where torch
+    sees no CUDA device; ``auto`` or None: cuda when present, else cpu."""
+    device = check_device(device)
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidArgument(f"--device {device} asked for, but torch sees no CUDA device here "
+                              f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
+                              "use --device cpu or auto")
+    return device
 
 
 def _how_to_provide(model: str) -> str:
@@ -56,7 +65,7 @@ def load_sentence_transformer(model: str = DEFAULT_CLIP_MODEL, device: str | Non
     except ImportError as e:
         raise MissingDependency(getattr(e, "name", None) or "sentence-transformers", extra="clip",
                                 purpose="CLIP embeddings") from e
-    device = device or _default_device()
+    device = torch_device(device)
     path = Path(model).expanduser()
     looks_like_path = path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or path.exists()
     if looks_like_path:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InvalidArgument, MissingDependency, ModelUnavailable
-from .base import Embedder, EmbedderSpec, Item, l2_normalise
+from .base import Embedder, EmbedderSpec, Item, check_device, l2_normalise
 from .clip import CLIPEmbedder
 
 DETECTORS = ("hog", "cnn", "haar")
@@ -152,6 +152,21 @@ def _dlib():
     except ImportError as e:
         raise MissingDependency("dlib-bin", extra="face", purpose="dlib face detection and descriptors") from e
     return dlib
+
+
+def dlib_device(device: str | None = None) -> str:
+    """Where dlib runs its CNN detector and descriptor: ``cuda`` when this dlib was built with CUDA
+    and sees a GPU, else ``cpu``. dlib picks this itself, so ``device`` can only be checked."""
+    device = check_device(device)
+    dlib = _dlib()
+    cuda = bool(getattr(dlib, "DLIB_USE_CUDA", False)) and dlib.cuda.get_num_devices() > 0
+    if device.startswith("cuda") and not cuda:
+        raise InvalidArgument(f"--device {device} asked for, but this dlib ({dlib.__version__}) "
+                              + ("was built without CUDA" if not getattr(dlib, "DLIB_USE_CUDA", False)
+                                 else "sees no CUDA device") + "; use --device cpu or auto")
+    if device == "cpu" and cuda:
+        raise InvalidArgument("this dlib was built with CUDA and always runs on the GPU; use --device cuda or auto")
+    return "cuda" if cuda else "cpu"
 
 
 # Loaded dlib models, keyed by file: each is read once per process (the ResNet is ~22 MB).
@@ -303,7 +318,8 @@ class DlibFaceEmbedder(FaceEmbedder):
     kind = "face-dlib"
     dim = 128
 
-    def __init__(self, options: DetectorOptions | None = None):
+    def __init__(self, options: DetectorOptions | None = None, device: str | None = None):
+        self.device = dlib_device(device)
         super().__init__(options)
         self._sp = _dlib_model("landmarks5")
         self._rec = _dlib_model("recognition")

@@ -13,7 +13,8 @@ from .faces import ClipFaceEmbedder, DetectorOptions, DlibFaceEmbedder
 def make_embedder(spec: EmbedderSpec | str = "clip", *, model: str | None = None, device: str | None = None,
                   **detector: Any) -> Embedder:
     """Build an embedder: ``make_embedder("clip")``, ``make_embedder("face-dlib", upsample=2)``,
-    ``make_embedder("face-clip", model="/models/my-clip")`` or from a stored :class:`EmbedderSpec`."""
+    ``make_embedder("face-clip", model="/models/my-clip")`` or from a stored :class:`EmbedderSpec`.
+    ``device``: cpu, cuda (cuda:N) or auto (None: cuda when present); refused where it cannot be used."""
     if isinstance(spec, str):
         spec = EmbedderSpec(kind=spec, model=model, detector={k: v for k, v in detector.items() if v is not None})
     elif model is not None or detector:
@@ -27,5 +28,5 @@ def make_embedder(spec: EmbedderSpec | str = "clip", *, model: str | None = None
     if spec.kind == "face-dlib":
         if spec.model:
             raise InvalidArgument("face-dlib uses the dlib models from face_recognition_models; --model is for CLIP")
-        return DlibFaceEmbedder(opts)
+        return DlibFaceEmbedder(opts, device=device)
     return ClipFaceEmbedder(CLIPEmbedder(spec.model or DEFAULT_CLIP_MODEL, device=device), opts)
