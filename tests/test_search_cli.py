@@ -183,5 +183,6 @@ def test_ingest_several_paths_and_list_collections(cli, tmp_path, tiny_clip):
     assert [(c["backend"], c["collection"], c["embedder"], c["dim"], c["files"], c["records"])
             for c in json.loads(res.output)] == [("faiss", "multi", "clip", 16, 3, 3)]
     assert json.loads(cli("collections", "--data-dir", home, "--backend", "pgvector", "--json").output) == []
-    res = cli("collections", "--data-dir", home, "--backend", "milvus")
-    assert res.exit_code == 1 and "unknown backend" in res.output
+    for cmd in (["collections"], ["search", "--text", "x"], ["ingest", a, "--no-progress"]):
+        res = cli(*cmd, "--data-dir", home, "--backend", "milvus")
+        assert res.exit_code == 1 and "error: unknown backend 'milvus'" in res.output, res.output

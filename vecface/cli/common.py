@@ -65,8 +65,9 @@ def target(backend: str, collection: str, data_dir: Path | None, dsn: str | None
     from ..config import data_dir as resolve_data_dir
     from ..registry import backend_params
 
+    accepted = backend_params(backend)  # an unknown backend is the first error
     given = {"dsn": dsn, "url": url, "path": str(faiss_path) if faiss_path else None}
-    wrong = [_FLAGS[key] for key, value in given.items() if value is not None and key not in backend_params(backend)]
+    wrong = [_FLAGS[key] for key, value in given.items() if value is not None and key not in accepted]
     if wrong:
         raise typer.BadParameter(f"{', '.join(wrong)} do(es) not apply to the {backend} backend")
     return Target(backend, collection, resolve_data_dir(data_dir), {k: v for k, v in given.items() if v is not None})
