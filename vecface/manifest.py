@@ -35,6 +35,17 @@ CREATE TABLE IF NOT EXISTS files (
 """
 
 
+def connect(path: Path, schema: str) -> sqlite3.Connection:
+    """A connection to the SQLite file at ``path`` as vecface's tables in the data directory use it:
+    autocommit (transactions are explicit), WAL, durable commits, usable from several threads
+    (callers hold a lock), ``schema`` created if missing."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -52,10 +63,7 @@ class Manifest:
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path else data_dir() / MANIFEST_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = connect(self.path, _SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
