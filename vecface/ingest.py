@@ -22,6 +22,9 @@ How it stays exact
   without ``--tag`` files keep the tag they have); a changed file is re-embedded and replaces its
   old records. Files that were skipped as
   bad are not remembered and are tried again (and reported again) on every run.
+* **Workers** (:mod:`vecface.ingest_workers`) read, hash, decode and embed the files in other
+  processes; this process alone writes to the store and the manifest, in file order, so the
+  guarantees above do not depend on the number of workers.
 * If the store holds a different number of records than the manifest says (the collection was
   dropped or re-created, or a run died between the store commit and the manifest write), the
   manifest entries are checked against the store by id and the missing ones forgotten.

@@ -6,9 +6,9 @@ Vectors are float32 and L2-normalised (images and texts alike), so cosine distan
 product rank them the same way.
 
 Ingest and search use the two-step form: ``prepare(image)`` is the CPU work that may run in a
-thread pool (decode, EXIF orientation, RGB, resize), ``extract(prepared)`` returns, for each
-image, the list of :class:`Item` to store: one whole-image item (``bbox`` None) for ``clip``, one
-per detected face for the face embedders.
+thread or a worker process (decode, EXIF orientation, RGB, resize), ``extract(prepared)`` returns,
+for each image, the list of :class:`Item` to store: one whole-image item (``bbox`` None) for
+``clip``, one per detected face for the face embedders.
 
 The embedders themselves are in :mod:`.clip` and :mod:`.faces`; :func:`.factory.make_embedder`
 builds one from its kind or a stored :class:`EmbedderSpec`.
