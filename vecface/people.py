@@ -229,7 +229,7 @@ def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = F
     """Group every face of ``store``'s collection into people (see the module docstring)."""
     threshold = check_threshold(threshold) if threshold is not None else threshold_for(_embedder_kind(store, manifest))
     faces = load_faces(store, collection_ids(store, manifest))
-    with _table(table) as people_table:
+    with _table(table, manifest) as people_table:
         names = {p.id: p.name for p in people_table.list(store.backend, store.name)}
         free = [r for r, m in enumerate(faces.metadata) if not m.get("person_fixed")]
         labels = cluster(faces.vectors[free], threshold) if free else np.zeros(0, dtype=np.int64)
@@ -255,7 +255,7 @@ def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *, threshol
     people. Does nothing where the collection has no people yet (run :func:`group` first).
     Returns {face id: person id} for the faces it assigned."""
     threshold = check_threshold(threshold) if threshold is not None else threshold_for(_embedder_kind(store, manifest))
-    with _table(table) as people_table:
+    with _table(table, manifest) as people_table:
         known = people_table.list(store.backend, store.name)
         if not known:
             return {}
@@ -288,14 +288,15 @@ def _refresh(store: VectorStore, people_table: PeopleTable, manifest: Any = None
 
 
 class _table:
-    """Use the given table, or open (and close) the default one."""
+    """Use the given table, or open (and close) the one in ``manifest``'s file (else the default one)."""
 
-    def __init__(self, table: PeopleTable | None):
+    def __init__(self, table: PeopleTable | None, manifest: Any = None):
         self.table, self.own = (table, False) if table is not None else (None, True)
+        self.path = getattr(manifest, "path", None)
 
     def __enter__(self) -> PeopleTable:
         if self.own:
-            self.table = PeopleTable()
+            self.table = PeopleTable(self.path)
         return self.table
 
     def __exit__(self, *exc: object) -> None:
@@ -341,7 +342,7 @@ def rename(store: VectorStore, who: str, name: str | None, table: PeopleTable | 
 def merge(store: VectorStore, keep: str, other: str, *, manifest: Any = None,
           table: PeopleTable | None = None) -> Person:
     """Move every face of ``other`` to ``keep`` (which keeps its name, or takes ``other``'s if it has none)."""
-    with _table(table) as t:
+    with _table(table, manifest) as t:
         (kid,), (oid,) = resolve(store, keep, t)[:1], resolve(store, other, t)[:1]
         if kid == oid:
             raise InvalidArgument(f"{keep!r} and {other!r} are the same person")
@@ -364,7 +365,7 @@ def unassign(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = Non
 def split(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None,
           table: PeopleTable | None = None) -> Person:
     """Make the given faces a new person of their own (kept apart when grouping again)."""
-    with _table(table) as t:
+    with _table(table, manifest) as t:
         known = t.list(store.backend, store.name)
         pid = f"p{max([_number(p.id) for p in known] + [0]) + 1}"
         _move(store, face_ids, pid, manifest, t)
@@ -380,7 +381,7 @@ def _move(store: VectorStore, face_ids: Sequence[str], pid: str | None, manifest
     missing = sorted(set(face_ids) - set(faces.ids))
     if missing:
         raise UnknownRecord(f"collection {store.name!r} has no face {missing[0]!r}")
-    with _table(table) as t:
+    with _table(table, manifest) as t:
         changes = {r: {"person": pid, "person_fixed": True} for r in range(len(faces))}
         n = _write(store, faces, sorted(changes), changes)
         _refresh(store, t, manifest)
