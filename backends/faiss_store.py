@@ -115,14 +115,26 @@ class FaissStore(VectorStore):
         cfg = self._journal.config()
         if not cfg.get("dim"):
             return None  # created but never committed: create it now
-        if cfg.get("format") != FORMAT:
-            raise BackendError(f"the FAISS collection {self.name!r} at {self.directory} was written in another "
-                               f"layout (format {cfg.get('format', '1')}, this vecface reads {FORMAT}); "
-                               "re-ingest it into a new collection")
         self.dim, self.metric = int(cfg["dim"]), Metric.parse(cfg["metric"])
+        if cfg.get("format") != FORMAT:
+            self._upgrade(cfg)
         self._reload()
         assert self._view is not None
         return self.dim, self.metric, self._view.spec
+
+    def _upgrade(self, cfg: dict[str, str]) -> None:
+        """A collection in vecface's first layout is rewritten in place once; another is refused."""
+        from .faiss_migrate import is_old_layout, migrate
+
+        with self._wlock:
+            cfg = self._journal.config()
+            if cfg.get("format") == FORMAT:
+                return  # another process upgraded it while this one waited
+            if cfg.get("format") is not None or not is_old_layout(self._journal):
+                raise BackendError(f"the FAISS collection {self.name!r} at {self.directory} was written in a "
+                                   f"layout this vecface does not read (format {cfg.get('format')!r}; it reads "
+                                   f"{FORMAT})")
+            migrate(self._journal, self.directory, self.dim)
 
     def _create(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -114,14 +114,49 @@ def test_exact_collections_keep_no_index_file(tmp_path):
     _check_all_searchable(tmp_path, 2)
 
 
-def test_an_older_layout_is_refused_clearly(tmp_path):
+def _first_layout(root, n: int) -> np.ndarray:
+    """A collection as vecface's first FAISS layout wrote it: one SQLite row per record, vector as a blob."""
+    x = clustered(n, DIM, seed=9)
+    d = root / "c"
+    d.mkdir()
+    db = sqlite3.connect(d / "records.sqlite")
+    db.executescript("""
+        CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE records (rid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, tag TEXT,
+                              path TEXT, metadata TEXT NOT NULL, vector BLOB NOT NULL);
+    """)
+    db.executemany("INSERT INTO config VALUES (?, ?)", [("dim", str(DIM)), ("metric", "cosine"), ("generation", "7"),
+                                                         ("index", '{"kind": "hnsw", "m": 8, "ef_construction": 40}')])
+    db.executemany("INSERT INTO records(id, tag, path, metadata, vector) VALUES (?, ?, ?, ?, ?)",
+                   [(f"old{i}", "t", f"/p/{i}.jpg", f'{{"tag": "t", "path": "/p/{i}.jpg", "i": {i}}}', v.tobytes())
+                    for i, v in enumerate(x)])
+    db.commit()
+    db.close()
+    (d / "index.faiss").write_bytes(b"an index of the first layout")
+    (d / "index.json").write_text('{"generation": 7}')
+    return x
+
+
+def test_the_first_layout_is_upgraded_in_place(tmp_path):
+    x = _first_layout(tmp_path, 300)
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        assert s.count() == 300 and s.dim == DIM and s.index == HNSW(m=8, ef_construction=40)
+        (rec,) = s.get("old7")
+        assert rec.metadata == {"tag": "t", "path": "/p/7.jpg", "i": 7}
+        np.testing.assert_allclose(rec.vector, x[7], atol=1e-6)
+        assert len(s.search(x[3], k=5, filter={"path": "/p/3.jpg"})) == 1
+    assert not (tmp_path / "c" / "index.json").exists() and not (tmp_path / "c" / "index.faiss").exists()
+    _check_all_searchable(tmp_path, 300)
+
+
+def test_an_unknown_layout_is_refused_clearly(tmp_path):
     (tmp_path / "c").mkdir()
     db = sqlite3.connect(tmp_path / "c" / "records.sqlite")
     db.execute("CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    db.executemany("INSERT INTO config VALUES (?, ?)", [("dim", "8"), ("metric", "cosine")])
+    db.executemany("INSERT INTO config VALUES (?, ?)", [("dim", "8"), ("metric", "cosine"), ("format", "99")])
     db.commit()
     db.close()
-    with pytest.raises(BackendError, match="another layout"):
+    with pytest.raises(BackendError, match="layout this vecface does not read"):
         vecface.open_store("faiss", "c", path=tmp_path)
 
 
