@@ -47,6 +47,25 @@ def unique_tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` (on a helper thread), keeping its exception for the thread that joins it."""
+    try:
+        fn(*args)
+    except BaseException as e:  # handed to the thread that waits for it
+        failed.append(e)
+
+
+def pid_alive(pid: str) -> bool:
+    """Whether a process id (as text, from a temporary file's name) still runs."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError):
+        return True  # not ours to judge
+    return True
+
+
 class WriterLock:
     """One writer at a time per collection, across processes and within one."""
 

@@ -53,7 +53,7 @@ from vecface.types import Exact, Hit, IndexSpec, Metric, Record, spec_from_dict,
 from . import faiss_index as fi
 from . import faiss_search as fs
 from .faiss_columns import Batch, Columns
-from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, fsync_dir
+from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, capture, fsync_dir, pid_alive
 from .faiss_journal import DB_NAME, FORMAT, Journal
 
 _COMPACT_FRACTION = 0.2
@@ -289,7 +289,7 @@ class FaissStore(VectorStore):
             # the vectors go to disk (pwrite + fdatasync, without the GIL) while this thread encodes
             # the batch's columns; both are done before the commit that names them
             failed: list[BaseException] = []
-            io = threading.Thread(target=_capture, args=(failed, view.vectors.write, start, vectors))
+            io = threading.Thread(target=capture, args=(failed, view.vectors.write, start, vectors))
             io.start()
             try:
                 batch = Batch.from_metadata(ids, metadata)
@@ -357,7 +357,7 @@ class FaissStore(VectorStore):
             parts = p.name.split(".")
             if len(parts) == 3 and parts[0] in ("vectors", "index") and parts[1] != keep:
                 p.unlink(missing_ok=True)
-            elif p.name.startswith(".") and p.name.endswith(".tmp") and len(parts) >= 6 and not _alive(parts[-4]):
+            elif p.name.startswith(".") and p.name.endswith(".tmp") and len(parts) >= 6 and not pid_alive(parts[-4]):
                 p.unlink(missing_ok=True)
 
     def _drop(self) -> None:
@@ -427,20 +427,3 @@ class FaissStore(VectorStore):
             return int(faiss.serialize_index(self._view.index).nbytes)
         finally:
             self._state.release_read()
-
-
-def _capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except BaseException as e:  # handed to the thread that waits for it
-        failed.append(e)
-
-
-def _alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (ValueError, PermissionError):
-        return True  # not ours to judge
-    return True
