@@ -22,6 +22,7 @@ How it works
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -29,7 +30,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -136,20 +137,22 @@ class Faces:
         return len(self.ids)
 
 
-def _manifest(manifest: Any):
+@contextlib.contextmanager
+def _manifest(manifest: Any) -> Iterator[Any]:
+    """The given ingest manifest, or the default one opened (and closed) here."""
+    if manifest is not None:
+        yield manifest
+        return
     from .manifest import Manifest
 
-    return (manifest, False) if manifest is not None else (Manifest(), True)
+    with Manifest() as opened:
+        yield opened
 
 
 def collection_ids(store: VectorStore, manifest: Any = None) -> list[str]:
     """Every record id ingest stored in ``store``'s collection (from the manifest)."""
-    manifest, own = _manifest(manifest)
-    try:
-        files = manifest.files(store.backend, store.name)
-    finally:
-        if own:
-            manifest.close()
+    with _manifest(manifest) as m:
+        files = m.files(store.backend, store.name)
     if not files:
         raise UnknownCollection(f"no ingest of collection {store.name!r} in {store.backend} is recorded here; "
                                 "people are grouped from the faces vecface ingest stored")
@@ -201,12 +204,8 @@ def _summarise(faces: Faces, names: dict[str, str | None]) -> list[Person]:
 
 
 def _embedder_kind(store: VectorStore, manifest: Any) -> str | None:
-    manifest, own = _manifest(manifest)
-    try:
-        found = manifest.embedder(store.backend, store.name)
-    finally:
-        if own:
-            manifest.close()
+    with _manifest(manifest) as m:
+        found = m.embedder(store.backend, store.name)
     return found[0].kind if found else None
 
 
@@ -287,21 +286,14 @@ def _refresh(store: VectorStore, people_table: PeopleTable, manifest: Any = None
     return people
 
 
-class _table:
-    """Use the given table, or open (and close) the one in ``manifest``'s file (else the default one)."""
-
-    def __init__(self, table: PeopleTable | None, manifest: Any = None):
-        self.table, self.own = (table, False) if table is not None else (None, True)
-        self.path = getattr(manifest, "path", None)
-
-    def __enter__(self) -> PeopleTable:
-        if self.own:
-            self.table = PeopleTable(self.path)
-        return self.table
-
-    def __exit__(self, *exc: object) -> None:
-        if self.own:
-            self.table.close()
+@contextlib.contextmanager
+def _table(table: PeopleTable | None, manifest: Any = None) -> Iterator[PeopleTable]:
+    """The given people table, or the one in ``manifest``'s file (else the default one), opened here."""
+    if table is not None:
+        yield table
+        return
+    with PeopleTable(getattr(manifest, "path", None)) as opened:
+        yield opened
 
 
 def list_people(store: VectorStore, table: PeopleTable | None = None) -> list[Person]:
