@@ -104,6 +104,7 @@ class WeaviateStore(VectorStore):
         self._cls: str | None = None  # the current generation's class name
         self._ef: int | None = None  # the ef the HNSW index has now
         self._fs: str | None = None  # the filter strategy it has now
+        self._handle: tuple[Any, Any] | None = None  # ((client, class), collection handle)
         self._lock = threading.RLock()
         super().__init__(collection, dim, metric, create=create)
 
@@ -161,9 +162,14 @@ class WeaviateStore(VectorStore):
         return self._client
 
     def _coll(self, cls: str | None = None):
-        coll = self._c().collections.use(cls or self._cls)
-        level = self._opts.consistency_level
-        return coll.with_consistency_level(level) if level is not None else coll
+        """The client's handle of a class (the current generation by default), kept between calls:
+        making one costs more than a tenth of a search."""
+        key = (self._client, cls or self._cls)
+        if self._handle is None or self._handle[0] != key:
+            coll = self._c().collections.use(key[1])
+            level = self._opts.consistency_level
+            self._handle = (key, coll.with_consistency_level(level) if level is not None else coll)
+        return self._handle[1]
 
     @_op("meta request")
     def server_versions(self) -> dict[str, str]:
