@@ -72,6 +72,8 @@ def test_cluster_groups_tight_vectors_and_checks_threshold():
     assert (same == centres.astype(bool)).all()
     assert labels.max() + 1 == 4 and (np.bincount(labels) == sorted(np.bincount(labels), reverse=True)).all()
     assert len(set(grouping.cluster(x, 1.99).tolist())) == 1  # everything within reach: one group
+    few = grouping.cluster(x, 0.1, neighbours=3)  # crowded rows keep their 3 nearest: never across groups
+    assert not (few[:, None] == few[None, :])[~centres.astype(bool)].any()
     assert len(grouping.cluster(np.zeros((0, 16), np.float32), 0.1)) == 0
     for bad in (0, -0.1, 2.5, True):
         with pytest.raises(InvalidArgument):

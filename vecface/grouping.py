@@ -46,14 +46,20 @@ def cluster(vectors: np.ndarray, threshold: float, *, neighbours: int = NEIGHBOU
     except ImportError as e:
         raise MissingDependency("dlib-bin", extra="face", purpose="grouping faces into people") from e
     edges: list[tuple[int, int]] = [(i, i) for i in range(n)]  # every face is a vertex, alone or not
-    take = min(neighbours + 1, n)
+    floor = np.float32(1.0 - threshold)  # similarity of the threshold: compare similarities, no 1 - s copy
     for start in range(0, n, 1024):
-        dist = 1.0 - x[start:start + 1024] @ x.T
-        near = np.argpartition(dist, take - 1, axis=1)[:, :take] if take < n else np.tile(np.arange(n), (len(dist), 1))
-        rows = np.repeat(np.arange(len(dist)), near.shape[1])
-        cols = near.ravel()
-        keep = (dist[rows, cols] <= threshold) & (cols != rows + start)
-        edges.extend(zip((rows[keep] + start).tolist(), cols[keep].tolist()))
+        sims = x[start:start + 1024] @ x.T
+        rows, cols = np.nonzero(sims >= floor)  # few per row: only these are sorted, where too many
+        crowded = np.flatnonzero(np.bincount(rows, minlength=len(sims)) > neighbours + 1)
+        if len(crowded):
+            near = np.argpartition(-sims[crowded], neighbours, axis=1)[:, :neighbours + 1]
+            keep = ~np.isin(rows, crowded)
+            rows = np.concatenate([rows[keep], np.repeat(crowded, neighbours + 1)])
+            cols = np.concatenate([cols[keep], near.ravel()])
+            ok = sims[rows, cols] >= floor
+            rows, cols = rows[ok], cols[ok]
+        other = cols != rows + start
+        edges.extend(zip((rows[other] + start).tolist(), cols[other].tolist()))
     labels = np.asarray(dlib.chinese_whispers(edges), dtype=np.int64)
     sizes = Counter(labels.tolist())
     order = {lab: rank for rank, (lab, _) in enumerate(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0])))}
