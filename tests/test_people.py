@@ -153,30 +153,28 @@ def test_merge_split_unassign_survive_regrouping(photo_folder, dlib_embedder, bo
             store.drop()
 
 
-def test_new_photos_join_known_people(tmp_path, dlib_embedder, books, faiss_options):
-    import vecface
-
+def test_new_photos_join_known_people(tmp_path, dlib_embedder, books, store_factory):
+    """On each backend: new faces join their person through a search filtered on the known people."""
     manifest, table = books
     first, later = tmp_path / "first", tmp_path / "later"
     build(first, per_person=3, people=["eileen", "grace", "alex"], group_photo=False)
     later_photos = build(later, per_person=5, people=["eileen", "blake"], group_photo=False)
-    with vecface.open_store("faiss", "people_new", dlib_embedder.dim, "cosine", **faiss_options) as store:
-        try:
-            _ingest(store, first, dlib_embedder, manifest)
-            assert people.assign_new(store, manifest=manifest, table=table) == {}  # no people yet: nothing to do
-            before = {p.id for p in people.group(store, manifest=manifest, table=table).people}
-            eileen = {r.metadata["person"] for r in store.get(people.collection_ids(store, manifest))
-                      if "/eileen/" in r.metadata["path"]}
-            _ingest(store, later, dlib_embedder, manifest)
-            assigned = people.assign_new(store, manifest=manifest, table=table)
-            assert len(assigned) == len(later_photos)
-            got = {r.metadata["path"]: r.metadata["person"] for r in store.get(list(assigned))}
-            assert {got[str(p.path)] for p in later_photos if p.people == ("eileen",)} == eileen
-            blake = {got[str(p.path)] for p in later_photos if p.people == ("blake",)}
-            assert len(blake) == 1 and not blake & before  # one new person for all of blake's photos
-            assert people.assign_new(store, manifest=manifest, table=table) == {}  # all placed now
-        finally:
-            store.drop()
+    store = store_factory(dim=dlib_embedder.dim)
+    _ingest(store, first, dlib_embedder, manifest)
+    assert people.assign_new(store, manifest=manifest, table=table) == {}  # no people yet: nothing to do
+    before = {p.id for p in people.group(store, manifest=manifest, table=table).people}
+    eileen = {r.metadata["person"] for r in store.get(people.collection_ids(store, manifest))
+              if "/eileen/" in r.metadata["path"]}
+    _ingest(store, later, dlib_embedder, manifest)
+    assigned = people.assign_new(store, manifest=manifest, table=table)
+    assert len(assigned) == len(later_photos)
+    got = {r.metadata["path"]: r.metadata["person"] for r in store.get(list(assigned))}
+    assert {got[str(p.path)] for p in later_photos if p.people == ("eileen",)} == eileen
+    blake = {got[str(p.path)] for p in later_photos if p.people == ("blake",)}
+    assert len(blake) == 1 and not blake & before  # one new person for all of blake's photos
+    assert people.assign_new(store, manifest=manifest, table=table) == {}  # all placed now
+    assert {p.id: p.faces for p in people.list_people(store, table)} == {**{pid: 3 for pid in before - eileen},
+                                                                          **{pid: 8 for pid in eileen}, blake.pop(): 5}
 
 
 def test_people_and_search_commands(photo_folder, tmp_path):
