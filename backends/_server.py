@@ -34,8 +34,21 @@ T = TypeVar("T")
 
 # ====================================================================== processes
 
+_children: dict[int, subprocess.Popen] = {}  # servers this process spawned and may outlive
+
+
+def track(proc: subprocess.Popen) -> subprocess.Popen:
+    """Keep a spawned server's Popen, so that it is reaped when it exits (no zombie, no
+    "still running" warning when a detached server outlives the object)."""
+    _children[proc.pid] = proc
+    return proc
+
+
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not count)."""
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,6 +65,7 @@ def pid_alive(pid: int) -> bool:
 def terminate(proc: subprocess.Popen | int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> None:
     """Send ``sig`` (a clean shutdown), wait up to ``timeout``, SIGKILL as a last resort."""
     if isinstance(proc, subprocess.Popen):
+        _children.pop(proc.pid, None)
         if proc.poll() is not None:
             return
         proc.send_signal(sig)
@@ -60,6 +74,9 @@ def terminate(proc: subprocess.Popen | int, timeout: float = STOP_TIMEOUT_S, sig
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        return
+    if proc in _children:
+        terminate(_children.pop(proc), timeout, sig)
         return
     try:
         os.kill(proc, sig)

@@ -103,8 +103,8 @@ def _spawn(name: str, pgdata: Path) -> int:
 
             pw = pwd.getpwnam(_user())
             os.chown(log, pw.pw_uid, pw.pw_gid)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                user=_user(), start_new_session=True)
+        proc = _server.track(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                              user=_user(), start_new_session=True))
     return proc.pid
 
 

@@ -153,6 +153,12 @@ def node_env(data_path: Path, ports: dict[str, int], *, name: str = NODE_NAME, v
     })
     if expect > 1:
         env["CLUSTER_IN_LOCALHOST"] = "true"
+        # a node answers with its own copy of a collection's definition unless that is out of date,
+        # instead of asking the raft leader every time (which fails while a new leader is elected)
+        env.setdefault("COLLECTION_RETRIEVAL_STRATEGY", "LeaderOnMismatch")
+        # replicas compare their data every 5 s instead of 30 s, so a node that was down catches
+        # up soon (async replication, where a collection enables it)
+        env.setdefault("ASYNC_REPLICATION_FREQUENCY", "5s")
     if cluster_join:
         env["CLUSTER_JOIN"] = cluster_join
     return env
@@ -167,8 +173,8 @@ def spawn(binary: Path, info: ServerInfo, env: dict[str, str], cwd: Path) -> sub
     with open(info.log_path, "ab") as log:
         log.write(f"\n==== vecface starts Weaviate {info.version} ({info.name}): ports {info.ports}\n".encode())
         log.flush()
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=str(cwd), start_new_session=True)
+        proc = _server.track(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=subprocess.STDOUT, cwd=str(cwd), start_new_session=True))
     info.pid = proc.pid
     return proc
 
