@@ -226,3 +226,39 @@ def describe(opts: Options, index: int = 0) -> str:
     ep = opts.endpoints[index]
     more = f" (+{len(opts.endpoints) - 1} more nodes)" if len(opts.endpoints) > 1 else ""
     return f"{redact(ep.url)}, gRPC port {ep.grpc_port}{more}"
+
+
+def node_alive(ep: Endpoint, timeout: float = 1.0) -> bool:
+    """Whether a node answers its liveness probe."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(ep.url + "/v1/.well-known/live", timeout=timeout) as r:
+            return r.status == 200
+    except Exception:  # refused, reset, timed out: not alive
+        return False
+
+
+class NodeWatch:
+    """With several nodes: probe the node in use every ``interval`` seconds; after two failed probes
+    call ``on_dead()`` (the store closes its client, so a call the client is retrying against the
+    dead node for up to a minute fails at once and moves to a live node)."""
+
+    def __init__(self, opts: Options, current: Any, on_dead: Any, interval: float = 1.0):
+        import threading
+
+        self._opts, self._current, self._on_dead, self._interval = opts, current, on_dead, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vecface-weaviate-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.wait(self._interval):
+            failures = 0 if node_alive(self._opts.endpoints[self._current()]) else failures + 1
+            if failures >= 2:
+                failures = 0
+                self._on_dead()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -35,7 +35,7 @@ def raw_searcher(coll: Any, k: int) -> Callable[[Any], list]:
 def insert_one_by_one(store: "WeaviateStore", ids: Sequence[str], vectors: np.ndarray,
                       metadata: Sequence[Mapping[str, Any]], tick: Any = None) -> str:
     """One ``collection.data.insert`` per object into the scratch collection ``<name>_one``."""
-    cls, opts = type(store), store.reopen_options()
+    cls, opts = type(store), reopen_options(store)
     name = f"{store.name[:44]}_one"
     try:
         scratch = cls(name, store.dim, store.metric, **opts)
@@ -56,6 +56,14 @@ def insert_one_by_one(store: "WeaviateStore", ids: Sequence[str], vectors: np.nd
         if not scratch._closed:
             scratch.drop()
     return "collection.data.insert per object"
+
+
+def reopen_options(store: "WeaviateStore") -> dict[str, Any]:
+    """The options a store was opened with (to open another collection on the same server)."""
+    o = store._opts
+    return {"url": [e.url for e in o.endpoints] or None, "grpc_port": [e.grpc_port for e in o.endpoints] or None,
+            "api_key": o.api_key, "data_dir": o.data_dir, "replication_factor": o.replication_factor,
+            "shards": o.shards, "consistency": o.consistency}
 
 
 def local_bytes(opts: "Options", cls: str) -> int | None:

@@ -72,12 +72,20 @@ def _op(what: str, *, retry: bool = True) -> Callable:
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(self: "WeaviateStore", *args: Any, **kwargs: Any) -> Any:
+            client = self._client
             try:
                 with conn.converted(what, self._opts):
                     return fn(self, *args, **kwargs)
-            except BackendUnavailable:
+            except Exception as e:
+                if client is None or client is not self._dead:
+                    if not isinstance(e, BackendUnavailable):
+                        raise
+                # a failure of a client closed because its node died is the node's death
                 if not (retry and self._fail_over()):
-                    raise
+                    if isinstance(e, BackendUnavailable):
+                        raise
+                    raise BackendUnavailable(f"Weaviate {what} failed: the node "
+                                             f"{conn.describe(self._opts, self._node)} died") from e
             with conn.converted(what, self._opts):
                 return fn(self, *args, **kwargs)
 
@@ -105,6 +113,8 @@ class WeaviateStore(VectorStore):
         self._ef: int | None = None  # the ef the HNSW index has now
         self._fs: str | None = None  # the filter strategy it has now
         self._handle: tuple[Any, Any] | None = None  # ((client, class), collection handle)
+        self._watch: conn.NodeWatch | None = None  # several nodes: the liveness probe of the one in use
+        self._dead: Any = None  # the client the watch closed because its node died
         self._lock = threading.RLock()
         super().__init__(collection, dim, metric, create=create)
 
@@ -131,8 +141,23 @@ class WeaviateStore(VectorStore):
 
     def _connect(self) -> None:
         self._client, self._node = conn.connect(self._opts)
+        if len(self._opts.endpoints) > 1:
+            self._watch = conn.NodeWatch(self._opts, lambda: self._node, self._node_died)
+
+    def _node_died(self) -> None:
+        """Called by the watch: close the client of the dead node (calls in flight on it fail now)."""
+        client = self._client
+        if client is not None and client is not self._dead:
+            self._dead = client
+            try:
+                client.close()
+            except Exception:  # the node is gone; nothing to close cleanly
+                pass
 
     def _disconnect(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._client is not None:
             try:
                 self._client.close()
@@ -407,13 +432,6 @@ class WeaviateStore(VectorStore):
         """One ``collection.data.insert`` per object into a scratch collection (dropped afterwards)."""
         self._check_open()
         return measure.insert_one_by_one(self, ids, vectors, metadata, tick)
-
-    def reopen_options(self) -> dict[str, Any]:
-        """The options this store was opened with (to open another collection on the same server)."""
-        o = self._opts
-        return {"url": [e.url for e in o.endpoints] or None, "grpc_port": [e.grpc_port for e in o.endpoints] or None,
-                "api_key": o.api_key, "data_dir": o.data_dir, "replication_factor": o.replication_factor,
-                "shards": o.shards, "consistency": o.consistency}
 
     @_op("reading the storage size")
     def storage_bytes(self) -> int | None:

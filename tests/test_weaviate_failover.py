@@ -98,6 +98,32 @@ def test_a_dead_node_mid_session_moves_the_store_to_a_live_one(weaviate_options)
         store.drop()
 
 
+def test_a_search_on_a_node_that_dies_moves_within_seconds(weaviate_options):
+    """The client retries a search on a dead node for a minute; the store's watch of the node
+    closes that client after two failed liveness probes, and the search moves to the live node."""
+    from vecface.backends import weaviate_server
+
+    info = weaviate_server.running(weaviate_options.get("data_dir"))
+    if info is None:
+        pytest.skip("needs the local server")
+    http, grpc = Relay(info.http_port), Relay(info.grpc_port)
+    urls = [f"http://127.0.0.1:{http.port}?grpc={grpc.port}", f"http://127.0.0.1:{info.http_port}?grpc={info.grpc_port}"]
+    x = clustered(20, 8)
+    store = vecface.open_store("weaviate", "failover_search", 8, "cosine", url=urls)
+    try:
+        store.upsert_arrays([f"a{i}" for i in range(20)], x)
+        assert store.search(x[3], k=1)[0].id == "a3" and store._node == 0
+        http.kill()
+        grpc.kill()
+        assert store.search(x[5], k=1)[0].id == "a5"
+        assert store._node == 1
+        assert store._dead is not None  # the watch ended the client's retries on the dead node
+    finally:
+        http.kill()
+        grpc.kill()
+        store.drop()
+
+
 def test_no_live_node_at_open_is_backend_unavailable(weaviate_options):
     from vecface.backends import weaviate_server
 

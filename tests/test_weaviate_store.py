@@ -17,7 +17,7 @@ from .conftest import clustered
 
 pytest.importorskip("weaviate")
 
-from vecface.backends import weaviate_conn, weaviate_schema  # noqa: E402
+from vecface.backends import weaviate_conn, weaviate_measure, weaviate_schema  # noqa: E402
 
 _n = iter(range(10**6))
 
@@ -259,7 +259,7 @@ def test_measurement_hooks(opened):
     assert "insert" in said and sum(ticks) == 7
     assert s.count() == 200  # the baseline wrote elsewhere, and left nothing behind
     with pytest.raises(vecface.UnknownCollection):
-        vecface.open_store("weaviate", f"{s.name}_one", create=False, **s.reopen_options())
+        vecface.open_store("weaviate", f"{s.name}_one", create=False, **weaviate_measure.reopen_options(s))
 
 
 def test_filter_strategies_switch_and_both_filter_correctly(opened):
