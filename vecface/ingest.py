@@ -135,7 +135,7 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                   tag: str | None = None, batch_size: int = 32, progress: bool = True, workers: int | None = None,
                   manifest: Manifest | None = None, log_dir: str | os.PathLike[str] | None = None,
                   max_pixels: int | None = None, console: Any = None, device: str | None = None,
-                  on_batch: Callable[[IngestReport], None] | None = None) -> IngestReport:
+                  on_batch: Callable[[IngestReport], None] | None = None, ray: str | None = None) -> IngestReport:
     """Embed every image under ``root`` into ``store`` (see the module docstring for the guarantees).
 
     Returns an :class:`IngestReport`; skipped files are listed in it and in a log file
@@ -146,6 +146,8 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     the embedder once (built from ``embedder.spec()``; ``device`` for its torch model); ``0`` does
     the work in one thread of this process with ``embedder`` itself. This process stores the
     results batch by batch. ``on_batch(report)`` is called after each committed batch.
+    ``ray``: a Ray cluster's address (``"auto"``, ``"local"``, ``host:port``) to do the work on Ray
+    actors instead (:mod:`vecface.ingest_ray`; ``workers`` then defaults to the cluster's CPUs).
     """
     if batch_size < 1:
         raise InvalidArgument("batch_size must be >= 1")
@@ -186,7 +188,13 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
 
         # CLIP embeds a chunk as one batch in a worker; face embedders go image by image anyway
         chunk = 1 if embedder.per_face else max(1, min(batch_size, -(-len(files) // max(1, n_workers))))
-        with bar, FilePool(embedder, n_workers, max_pixels=max_pixels, device=device, chunk=chunk) as pool:
+        if ray is not None:
+            from .ingest_ray import RayPool
+
+            executor: Any = RayPool(embedder, ray, workers, max_pixels=max_pixels, device=device, chunk=chunk)
+        else:
+            executor = FilePool(embedder, n_workers, max_pixels=max_pixels, device=device, chunk=chunk)
+        with bar, executor as pool:
             for item in pool.results(task(path) for path in files):
                 if item.unchanged:
                     report.files_unchanged += 1
