@@ -60,6 +60,10 @@ def ingest_cmd(
     dsn: Dsn = None,
     url: Url = None,
     faiss_path: FaissPath = None,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", help="do the work on a Ray cluster: its address (host:port), 'auto' (the "
+                                         "cluster this machine is part of) or 'local' (start Ray here); "
+                                         "needs vecface[ray] and the photos at the same path on every node")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
     as_json: AsJson = False,
 ) -> None:
@@ -83,7 +87,7 @@ def ingest_cmd(
             for path in paths:
                 reports.append(ingest_folder(store, path, emb, tag=tag, batch_size=batch_size, workers=workers,
                                              progress=progress and not as_json, manifest=manifest,
-                                             max_pixels=max_pixels, log_dir=where.home / "logs"))
+                                             max_pixels=max_pixels, log_dir=where.home / "logs", ray=ray))
     if as_json:
         out = [r.to_dict() for r in reports]
         typer.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
