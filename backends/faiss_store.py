@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -116,9 +117,10 @@ class FaissStore(VectorStore):
         if not cfg.get("dim"):
             return None  # created but never committed: create it now
         self.dim, self.metric = int(cfg["dim"]), Metric.parse(cfg["metric"])
-        if cfg.get("format") != FORMAT:
-            self._upgrade(cfg)
-        self._reload()
+        with _disk_errors(self.name):
+            if cfg.get("format") != FORMAT:
+                self._upgrade(cfg)
+            self._reload()
         assert self._view is not None
         return self.dim, self.metric, self._view.spec
 
@@ -193,7 +195,7 @@ class FaissStore(VectorStore):
     def _refresh(self) -> None:
         """Catch up when the stamp moved (or every _RECHECK_S): the check costs one shared-memory read."""
         if self._stamp.read() != self._seen_stamp or time.monotonic() >= self._next_check:
-            with self._sync_mu:
+            with self._sync_mu, _disk_errors(self.name):
                 self._catch_up()
 
     def _catch_up(self) -> None:
@@ -263,8 +265,9 @@ class FaissStore(VectorStore):
     # ------------------------------------------------------------------ writes
     @contextmanager
     def _writing(self) -> Iterator[_View]:
-        """The writer lock, caught up with every commit before it; the stamp bumped after."""
-        with self._wlock, self._sync_mu:
+        """The writer lock, caught up with every commit before it; the stamp bumped after. The disk's
+        and SQLite's own errors (disk full, a file removed under the collection) become BackendError."""
+        with self._wlock, self._sync_mu, _disk_errors(self.name):
             self._catch_up()
             try:
                 yield self._view
@@ -427,3 +430,11 @@ class FaissStore(VectorStore):
             return int(faiss.serialize_index(self._view.index).nbytes)
         finally:
             self._state.release_read()
+
+
+@contextmanager
+def _disk_errors(name: str) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        raise BackendError(f"the FAISS collection {name!r} could not be read or written: {e}") from e

@@ -195,3 +195,15 @@ def test_close_removes_orphans_of_crashed_processes(tmp_path):
     assert not [p for p in orphans if p.exists()] and live_tmp.exists()
     live_tmp.unlink()
     _check_all_searchable(tmp_path, 2)
+
+
+def test_a_vector_file_cut_short_under_the_store_is_a_backend_error(tmp_path):
+    x = clustered(20, DIM, seed=10)
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert_arrays([f"a{i}" for i in range(10)], x[:10])
+        with vecface.open_store("faiss", "c", path=tmp_path) as other:
+            other.upsert_arrays([f"b{i}" for i in range(10)], x[10:])
+            (vectors,) = _files(tmp_path, "vectors")
+            os.truncate(vectors, 12 * DIM * 4)  # someone cut the file: the last 8 committed rows are gone
+        with pytest.raises(BackendError, match="could not be read or written"):
+            s.count()  # catching up needs the rows the journal names
