@@ -21,7 +21,7 @@ and re-insert would leave a window in which a crash loses it).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 from weaviate.classes.query import MetadataQuery
@@ -31,16 +31,13 @@ from vecface.store import CheckReport
 from . import weaviate_schema as schema
 from .weaviate_schema import VECTOR
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .weaviate_store import WeaviateStore
-
 PAGE = 1000  # objects read per cursor page
 PROBE_K = 10  # results per self-search
 THREADS = 4  # concurrent self-searches
 SAME = 1e-6  # distances below this are "the same vector"
 
 
-def _page(store: "WeaviateStore", after: Any) -> list[Any]:
+def _page(store: Any, after: Any) -> list[Any]:
     res = store._coll().query.fetch_objects(limit=PAGE, after=after, include_vector=True,
                                             return_properties=list(schema.PROPERTY_NAMES))
     return list(res.objects)
@@ -61,7 +58,7 @@ def _missing(coll: Any, objects: list[Any], k: int) -> list[Any]:
         return [o for o, ok in zip(objects, pool.map(found, objects)) if not ok]
 
 
-def _rewrite(store: "WeaviateStore", objects: list[Any]) -> None:
+def _rewrite(store: Any, objects: list[Any]) -> None:
     """Write each object with a vector one float step away, then with its own vector again."""
     for nudge in (True, False):
         batch = []
@@ -75,7 +72,7 @@ def _rewrite(store: "WeaviateStore", objects: list[Any]) -> None:
         store._import(store._cls, batch, len(batch))
 
 
-def check(store: "WeaviateStore", *, repair: bool = False, progress: Callable[[int], None] | None = None,
+def check(store: Any, *, repair: bool = False, progress: Callable[[int], None] | None = None,
           k: int = PROBE_K) -> CheckReport:
     """Compare every stored object with what the vector index returns; optionally re-index the missing."""
     with store._lock:
@@ -117,8 +114,9 @@ def repair_all(url: str, grpc_port: int, api_key: str | None = None) -> dict[str
     Opens each collection by URL, so it can run while the local supervisor holds its start lock."""
     import json
 
+    from vecface.registry import open_store
+
     from . import weaviate_conn as conn
-    from .weaviate_store import WeaviateStore
 
     client, _ = conn.connect(conn.resolve(url, grpc_port, api_key))
     try:
@@ -134,6 +132,6 @@ def repair_all(url: str, grpc_port: int, api_key: str | None = None) -> dict[str
         client.close()
     out = {}
     for name in sorted(names):
-        with WeaviateStore(name, url=url, grpc_port=grpc_port, api_key=api_key) as store:
+        with open_store("weaviate", name, url=url, grpc_port=grpc_port, api_key=api_key) as store:
             out[name] = store.check(repair=True)
     return out

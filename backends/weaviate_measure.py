@@ -16,7 +16,6 @@ from .weaviate_schema import VECTOR, object_uuid
 
 if TYPE_CHECKING:  # pragma: no cover
     from .weaviate_conn import Options
-    from .weaviate_store import WeaviateStore
 
 
 def raw_searcher(coll: Any, k: int) -> Callable[[Any], list]:
@@ -32,7 +31,7 @@ def raw_searcher(coll: Any, k: int) -> Callable[[Any], list]:
     return search
 
 
-def insert_one_by_one(store: "WeaviateStore", ids: Sequence[str], vectors: np.ndarray,
+def insert_one_by_one(store: Any, ids: Sequence[str], vectors: np.ndarray,
                       metadata: Sequence[Mapping[str, Any]], tick: Any = None) -> str:
     """One ``collection.data.insert`` per object into the scratch collection ``<name>_one``."""
     cls, opts = type(store), reopen_options(store)
@@ -58,7 +57,7 @@ def insert_one_by_one(store: "WeaviateStore", ids: Sequence[str], vectors: np.nd
     return "collection.data.insert per object"
 
 
-def reopen_options(store: "WeaviateStore") -> dict[str, Any]:
+def reopen_options(store: Any) -> dict[str, Any]:
     """The options a store was opened with (to open another collection on the same server)."""
     o = store._opts
     return {"url": [e.url for e in o.endpoints] or None, "grpc_port": [e.grpc_port for e in o.endpoints] or None,

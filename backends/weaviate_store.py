@@ -54,6 +54,7 @@ from vecface.errors import BackendError, BackendUnavailable, CollectionMismatch,
 from vecface.store import VectorStore
 from vecface.types import DEFAULT_EF_SEARCH, HNSW, Exact, Hit, IndexSpec, Metric, Record, spec_from_dict, spec_to_dict
 
+from . import weaviate_check
 from . import weaviate_conn as conn
 from . import weaviate_measure as measure
 from . import weaviate_schema as schema
@@ -442,7 +443,5 @@ class WeaviateStore(VectorStore):
     def check(self, repair: bool = False, progress: Callable[[int], None] | None = None):
         """Whether every stored object is found by the vector index; with ``repair``, re-index those
         that are not (see :mod:`.weaviate_check`)."""
-        from .weaviate_check import check
-
         self._check_open()
-        return check(self, repair=repair, progress=progress)
+        return weaviate_check.check(self, repair=repair, progress=progress)
