@@ -291,3 +291,19 @@ def test_check_on_a_healthy_collection_finds_nothing_to_repair(opened):
     report = s.check(repair=True, progress=seen.append)
     assert report.stored == 120 and report.unsearchable == [] and report.ok and sum(seen) == 120
     assert np.allclose(s.get("i5")[0].vector, x[5], atol=1e-6)
+
+
+def test_check_command(opened, weaviate_options):
+    from typer.testing import CliRunner
+
+    from vecface.cli import app
+
+    s = opened(dim=8)
+    s.upsert_arrays([f"i{i}" for i in range(30)], clustered(30, 8))
+    data_dir = weaviate_options.get("data_dir")
+    args = ["--data-dir", str(data_dir)] if data_dir else []
+    res = CliRunner().invoke(app, ["check", s.name, "--backend", "weaviate", "--repair", *args])
+    assert res.exit_code == 0, res.output
+    assert f"{s.name}: 30 stored, 0 not found by the vector index, 0 repaired" in res.output
+    res = CliRunner().invoke(app, ["check", "nosuch", "--backend", "weaviate", *args])
+    assert res.exit_code == 1 and "no collection" in res.output
