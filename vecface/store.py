@@ -29,7 +29,7 @@ from .types import (
     QueryParams,
     Record,
     as_matrix,
-    clean_metadata,
+    clean_metadata_batch,
     normalise_filter,
     parse_index,
     validate_ids,
@@ -146,7 +146,7 @@ class VectorStore(abc.ABC):
         mat = as_matrix(vectors, self.dim, self.metric)
         if mat.shape[0] != len(ids):
             raise InvalidArgument(f"{len(ids)} ids but {mat.shape[0]} vectors")
-        metas = [clean_metadata(m) for m in metadata] if metadata is not None else [{} for _ in ids]
+        metas = clean_metadata_batch(metadata) if metadata is not None else [{} for _ in ids]
         if len(metas) != len(ids):
             raise InvalidArgument(f"{len(ids)} ids but {len(metas)} metadata entries")
         # the same id twice in one call: the last one wins, as if upserted in order

@@ -359,14 +359,26 @@ def as_matrix(vectors: Any, dim: int, metric: Metric | None = None, what: str = 
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise NonFiniteVector(f"{what} {bad} holds NaN or infinity")
     if metric is Metric.COSINE:
-        # scale each row by its largest magnitude first: the norm of float32 values near 1e38
-        # overflows to inf (and of tiny ones underflows to 0), which would store zeros
-        peak = np.abs(arr).max(axis=1, keepdims=True) if arr.size else np.ones((arr.shape[0], 1), np.float32)
-        if (peak == 0).any():
-            raise InvalidArgument(f"{what} is all zeros; cosine distance is undefined for it")
-        arr = arr / peak
-        arr = arr / np.linalg.norm(arr, axis=1, keepdims=True)
+        arr = _unit_rows(arr, what)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
+    """Rows scaled to unit length. One pass in the usual case; rows whose float32 norm overflows
+    (values near 1e38) or underflows are scaled by their largest magnitude first, so they are not
+    stored as zeros or infinities."""
+    norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+    if arr.size and np.isfinite(norms).all() and norms.min() > _SAFE_NORM:
+        return arr / norms[:, None]
+    peak = np.abs(arr).max(axis=1, keepdims=True) if arr.size else np.ones((arr.shape[0], 1), np.float32)
+    if (peak == 0).any():
+        raise InvalidArgument(f"{what} is all zeros; cosine distance is undefined for it")
+    arr = arr / peak
+    return arr / np.linalg.norm(arr, axis=1, keepdims=True)
+
+
+# below this float32 norm, squaring has lost precision (subnormal range): take the careful path
+_SAFE_NORM = 1e-18
 
 
 #: the most results one query may ask for (Weaviate's own QUERY_MAXIMUM_RESULTS default); a larger k
@@ -393,8 +405,30 @@ def validate_ids(ids: Sequence[str] | str) -> list[str]:
 
 
 def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One record's metadata, checked: a mapping with string keys, ``path``/``tag`` strings, ``bbox`` 4
+    integers, and JSON-serialisable (no NaN or infinity)."""
+    return clean_metadata_batch([meta])[0]
+
+
+def clean_metadata_batch(metas: Sequence[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
+    """:func:`clean_metadata` for many records at once: the per-record checks, then one JSON
+    serialisation of the whole batch (a record is only serialised alone to name the one that failed)."""
     import json
 
+    out = [_checked_fields(m) for m in metas]
+    try:
+        json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        for m in out:
+            try:
+                json.dumps(m, allow_nan=False)
+            except (TypeError, ValueError, RecursionError) as e:
+                raise InvalidArgument(f"metadata must be JSON-serialisable: {e}") from None
+        raise
+    return out
+
+
+def _checked_fields(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     if meta is not None and not isinstance(meta, Mapping):
         raise InvalidArgument(f"metadata must be a mapping (a dict of field: value), got {type(meta).__name__}")
     meta = dict(meta or {})
@@ -411,10 +445,6 @@ def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
             meta["bbox"] = [int(v) for v in bbox]
         except (TypeError, ValueError, OverflowError):
             raise InvalidArgument("metadata 'bbox' must be 4 integers [top, right, bottom, left]") from None
-    try:
-        json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise InvalidArgument(f"metadata must be JSON-serialisable: {e}") from None
     return meta
 
 
