@@ -104,7 +104,7 @@ def terminate_all(pids: Iterable[int], timeout: float = STOP_TIMEOUT_S, sig: int
         t.join()
 
 
-def _proc_cmdline(pid: int) -> list[str]:
+def proc_cmdline(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
 
 
@@ -133,7 +133,7 @@ def processes_on(program: str, data_path: str | os.PathLike[str], *, env_key: st
             continue
         pid = int(entry)
         try:
-            cmd = _proc_cmdline(pid)
+            cmd = proc_cmdline(pid)
         except OSError:
             continue
         if not cmd or os.path.basename(cmd[0]) != program or not pid_alive(pid):

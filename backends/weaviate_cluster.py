@@ -12,6 +12,7 @@ its raft port, as Weaviate's ``tools/dev/run_dev_server.sh`` does. The nodes are
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ from vecface.errors import BackendUnavailable
 
 from . import _server
 from .weaviate_install import NO_SERVER_HELP, PINNED_VERSION, binary_path, find_binary
-from .weaviate_server import (READY_TIMEOUT_S, PORT_NAMES, ServerInfo, _http_get, home_for, is_ready, node_env,
+from .weaviate_server import (READY_TIMEOUT_S, PORT_NAMES, ServerInfo, http_get, home_for, is_ready, node_env,
                               processes_on, spawn)
 
 
@@ -81,10 +82,8 @@ def node_urls(data_dir: str | os.PathLike[str] | None = None) -> list[tuple[str,
 
 def nodes_health(http_port: int) -> dict[str, str]:
     """Node name -> status as one node's ``/v1/nodes`` reports the cluster ({} if it cannot say)."""
-    import json
-
     try:
-        code, body = _http_get(f"http://127.0.0.1:{http_port}/v1/nodes", timeout=2.0)
+        code, body = http_get(f"http://127.0.0.1:{http_port}/v1/nodes", timeout=2.0)
         return {n["name"]: n.get("status", "?") for n in json.loads(body)["nodes"]} if code == 200 else {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}

@@ -86,7 +86,7 @@ def _record(home: Path) -> _server.StateFile:
     return _server.StateFile(home / "server.json")
 
 
-def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read()
@@ -96,7 +96,7 @@ def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 
 def is_ready(http_port: int, timeout: float = 2.0) -> bool:
     try:
-        return _http_get(f"http://127.0.0.1:{http_port}/v1/.well-known/ready", timeout)[0] == 200
+        return http_get(f"http://127.0.0.1:{http_port}/v1/.well-known/ready", timeout)[0] == 200
     except (OSError, ValueError):
         return False
 
@@ -188,7 +188,7 @@ def info_from_process(pid: int, log_path: Path) -> ServerInfo | None:
     """What a running weaviate-server nobody recorded listens on (from its environment and arguments)."""
     env = _server.proc_environ(pid)
     try:
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cmd = _server.proc_cmdline(pid)
         http = int(cmd[cmd.index("--port") + 1])
         grpc = int(env["GRPC_PORT"])
     except (OSError, ValueError, KeyError, IndexError):

@@ -42,8 +42,7 @@ def weaviate_install(force: bool = typer.Option(False, "--force", help="rebuild 
 @weaviate_app.command("start")
 @handle_errors
 def weaviate_start(data_dir: DataDir = None, nodes: Nodes = None, node: Node = None) -> None:
-    """Start the local server in the background (vecface commands reuse it until 'stop'), or a
-    cluster with --nodes N, or one stopped node of the cluster with --node i."""
+    """Start the local server in the background (reused until 'stop'); --nodes N: a cluster; --node i: one node again."""
     from ..backends import weaviate_cluster as wc, weaviate_server as ws
 
     if node is not None:
