@@ -18,6 +18,10 @@ import vecface
 
 # the conformance suite runs against each of these
 BACKENDS = list(vecface.BACKENDS)  # every registered backend
+#: backend variants on a cluster: test id -> the backend it runs. Only modules marked
+#: ``pytest.mark.cluster_variants`` run them (the others' items are deselected); each variant's
+#: options come from the fixture ``<id with _>_options``.
+CLUSTER_VARIANTS = {"weaviate-cluster": "weaviate"}
 
 _counter = itertools.count()
 
@@ -67,14 +71,49 @@ def weaviate_options(vecface_home) -> dict:
     weaviate_server.release(vecface_home)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(scope="module")
+def weaviate_cluster_options(tmp_path_factory) -> dict:
+    """Three weaviate-server nodes of one cluster on 127.0.0.1, replication factor 3, read and
+    written at QUORUM; started for the module that asks (the conformance suite) and stopped at its
+    end, whatever happens. Skipped when VECFACE_WEAVIATE_URL points at another server."""
+    from vecface.backends import weaviate_cluster, weaviate_install
+
+    if os.environ.get("VECFACE_WEAVIATE_URL"):
+        pytest.skip("the cluster variant runs the local weaviate-server binary")
+    weaviate_install.install()
+    home = tmp_path_factory.mktemp("wv-conformance-cluster")
+    try:
+        cluster = weaviate_cluster.start_cluster(home, 3, timeout=120)
+        yield {**cluster.store_options(), "replication_factor": 3, "consistency": "quorum"}
+    finally:
+        weaviate_cluster.stop_cluster(home)
+
+
+@pytest.fixture(params=BACKENDS + list(CLUSTER_VARIANTS))
 def backend(request) -> str:
-    return request.param
+    return CLUSTER_VARIANTS.get(request.param, request.param)
 
 
 @pytest.fixture
 def backend_options(request, backend) -> dict:
-    return request.getfixturevalue(f"{backend}_options")
+    variant = request.node.callspec.params.get("backend", backend)
+    return request.getfixturevalue(f"{variant.replace('-', '_')}_options")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "cluster_variants: also run the store_factory tests on CLUSTER_VARIANTS")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Cluster variants run only in modules marked ``cluster_variants``."""
+    keep, drop = [], []
+    for item in items:
+        param = getattr(getattr(item, "callspec", None), "params", {}).get("backend")
+        cluster = param in CLUSTER_VARIANTS and item.get_closest_marker("cluster_variants") is None
+        (drop if cluster else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ from vecface.errors import (
 
 from .conftest import clustered
 
+#: the suite also runs on a 3-node Weaviate cluster with replication factor 3 ("weaviate-cluster")
+pytestmark = pytest.mark.cluster_variants
+
 METRICS = ["cosine", "l2", "ip"]
 
 
