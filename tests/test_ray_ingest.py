@@ -28,7 +28,7 @@ from vecface.ingest_workers import WORKER_DIED  # noqa: E402
 from vecface.manifest import Manifest  # noqa: E402
 
 from .conftest import astronaut, encode  # noqa: E402
-from .test_ingest import build_folder, check_skips  # noqa: E402
+from .test_ingest import _files_done, build_folder, check_skips  # noqa: E402
 
 CLI = [sys.executable, "-m", "vecface.cli"]
 pytestmark = pytest.mark.timeout(240)
@@ -145,10 +145,7 @@ def test_ray_ingest_stores_the_same_ids_and_skips_as_local(ray_cluster, tmp_path
 
 def test_ray_worker_killed_midway_then_rerun_exact_counts(ray_cluster, tmp_path, faiss_options, dlib_embedder):
     root = tmp_path / "many"
-    root.mkdir()
-    face = astronaut(320)
-    for i in range(12):  # 12 different files, one face each
-        (root / f"astro_{i:02d}.jpg").write_bytes(encode(face.resize((300 + 4 * i, 300 + 4 * i)), "JPEG", quality=85))
+    _portraits(root, 12)
     killed: list[int] = []
 
     def kill_one(report) -> None:
@@ -186,7 +183,57 @@ def test_cli_ingest_on_ray(ray_cluster, tmp_path):
     report = json.loads(run.stdout)
     assert report["files_stored"] == len(expected["good"])
     assert {s["path"] for s in report["skipped"]} == set(expected["skipped"])
-    gone = time.monotonic() + 15  # the driver's actors end with it
+    assert _wait_no_ingest_workers(15), "the driver's actors outlived it"
+
+
+def _portraits(root: Path, n: int) -> None:
+    root.mkdir()
+    face = astronaut(320)
+    for i in range(n):  # n different files, one face each
+        (root / f"astro_{i:02d}.jpg").write_bytes(encode(face.resize((300 + 4 * i, 300 + 4 * i)), "JPEG", quality=85))
+
+
+def _wait_no_ingest_workers(seconds: float) -> bool:
+    gone = time.monotonic() + seconds
     while ingest_worker_pids() and time.monotonic() < gone:
         time.sleep(0.5)
-    assert not ingest_worker_pids()
+    return not ingest_worker_pids()
+
+
+def test_ray_driver_killed_midway_then_rerun_exact_counts(ray_cluster, tmp_path):
+    """SIGKILL of the ingest process (the Ray driver): its actors end with it; a re-run finishes."""
+    root = tmp_path / "photos"
+    _portraits(root, 24)
+    home = tmp_path / "home"
+    cmd = CLI + ["ingest", str(root), "--backend", "faiss", "--collection", "ray_driver", "--embedder",
+                 "face-dlib", "--faiss-path", str(tmp_path / "faiss"), "--data-dir", str(home),
+                 "--batch-size", "1", "--ray", ray_cluster, "--json"]
+    proc = subprocess.Popen(cmd + ["--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 150
+    try:
+        while _files_done(home / "ingest.sqlite", "faiss", "ray_driver") < 3:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the ingest made no progress"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    assert _wait_no_ingest_workers(30), "Ray ingest actors outlived their driver"
+    done_before = _files_done(home / "ingest.sqlite", "faiss", "ray_driver")
+    assert 3 <= done_before < 24
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    report = json.loads(rerun.stdout)
+    assert report["files_unchanged"] == done_before
+    assert report["files_stored"] == 24 - done_before
+    assert report["skipped"] == []
+    with Manifest(home / "ingest.sqlite") as manifest:
+        files = manifest.files("faiss", "ray_driver")
+    assert len(files) == 24
+    with vecface.open_store("faiss", "ray_driver", create=False, path=str(tmp_path / "faiss")) as store:
+        assert store.count() == 24
+        ids = [i for f in files.values() for i in f.ids]
+        assert {r.id for r in store.get(ids)} == set(ids)
