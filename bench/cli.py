@@ -76,11 +76,23 @@ def bench(
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
     batch_size: int = typer.Option(5000, "--batch-size", help="Rows per bulk upsert batch."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="vecface data directory (default: $VECFACE_HOME)."),
+    weaviate_nodes: Optional[int] = typer.Option(None, "--weaviate-nodes", min=1, help="Also measure a local Weaviate cluster of N nodes on 127.0.0.1 (started, then stopped if it was not running)."),
+    replication: Optional[int] = typer.Option(None, "--replication", min=1, help="Weaviate cluster replication factor (default: --weaviate-nodes)."),
+    consistency: str = typer.Option("quorum", "--consistency", help="Weaviate cluster consistency level: one, quorum or all."),
+    pg_replicas: Optional[int] = typer.Option(None, "--pg-replicas", min=1, help="Also measure the embedded PostgreSQL with N streaming read replicas (searches on the replicas)."),
+    weaviate_urls: Optional[str] = typer.Option(None, "--weaviate-urls", help="Also measure a Weaviate cluster you run: comma-separated node URLs."),
+    weaviate_grpc_ports: Optional[str] = typer.Option(None, "--weaviate-grpc-ports", help="gRPC port of each --weaviate-urls node (comma-separated)."),
+    pg_dsn: Optional[str] = typer.Option(None, "--pg-dsn", help="Also measure a PostgreSQL you run: the primary's DSN (with --pg-read-dsns)."),
+    pg_read_dsns: Optional[str] = typer.Option(None, "--pg-read-dsns", help="Comma-separated DSNs of the primary's hot standbys (searches go there)."),
 ) -> None:
-    """Run the benchmark: every available backend x HNSW, IVFFlat and exact on the synthetic dataset by default."""
+    """Run the benchmark: every available backend x HNSW, IVFFlat and exact on the synthetic dataset by default.
+    With cluster options, a backend is measured on one node and on the cluster in the same run."""
     if ctx.invoked_subcommand is not None:
         return
+    from vecface.errors import VecfaceError
+
     from .config import BenchConfig, data_dir_options
+    from .topology import clusters
 
     cfg = BenchConfig(
         backends=_names(backends), indexes=split_indexes(index), dataset=dataset, n=n, dim=dim,
@@ -88,7 +100,17 @@ def bench(
         concurrency=_ints(concurrency, "--concurrency"), duration=duration if duration is not None else 1.0,
         out=str(out), quick=quick, seed=seed, batch_size=batch_size, backend_options=data_dir_options(data_dir),
     )
-    _run_and_report(cfg, out)
+    try:
+        with clusters(data_dir, weaviate_nodes=weaviate_nodes, replication=replication, consistency=consistency,
+                      pg_replicas=pg_replicas, weaviate_urls=_names(weaviate_urls),
+                      weaviate_grpc_ports=_ints(weaviate_grpc_ports, "--weaviate-grpc-ports") if weaviate_grpc_ports else None,
+                      pg_dsn=pg_dsn, pg_read_dsns=_names(pg_read_dsns),
+                      log=lambda m: console.print(escape(m), style="dim")) as targets:
+            cfg.topologies = targets
+            _run_and_report(cfg, out)
+    except VecfaceError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
 
 
 def _names(text: Optional[str]) -> Optional[list[str]]:
@@ -182,7 +204,46 @@ def report_cmd(
     console.print(f"Report: {files['html']} (and {files['markdown'].name}, plots/) from {len(loaded)} run(s).")
 
 
+def plan_cmd(
+    n: int = typer.Option(..., "--n", min=1, help="Vectors to plan for, e.g. 100000000."),
+    dim: int = typer.Option(..., "--dim", min=1, help="Their dimension, e.g. 512 (CLIP) or 128 (dlib faces)."),
+    recall: float = typer.Option(0.95, "--recall", min=0.0, max=1.0, help="recall@k target."),
+    qps: float = typer.Option(500.0, "--qps", min=0.0, help="Queries per second to serve."),
+    replication: int = typer.Option(1, "--replication", min=1, help="Copies of every vector (multiplies memory and disk)."),
+    node_memory: float = typer.Option(64.0, "--node-memory", help="GiB of memory per node."),
+    node_cores: int = typer.Option(16, "--node-cores", min=1, help="Cores per node."),
+    results: Path = typer.Option(Path("vecface-report/results.json"), "--results", help="results.json of a vecface bench run."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where plan.json and plan.md go (default: plan/ beside --results)."),
+) -> None:
+    """A capacity plan extrapolated from a benchmark run: memory, disk, load and build time, cores and nodes."""
+    from vecface.errors import VecfaceError
+
+    from .plan import HEAD, PlanInput, make_plan, table_rows, title, write
+
+    if not results.exists():
+        raise typer.BadParameter(f"{results} does not exist: run 'vecface bench' first (or give --results)")
+    try:
+        plan = make_plan(json.loads(results.read_text()),
+                         PlanInput(n, dim, recall, qps, replication, node_memory, node_cores))
+    except (VecfaceError, KeyError, ValueError) as e:
+        console.print(f"[red]error:[/] cannot plan from {escape(str(results))}: {escape(str(e))}")
+        raise typer.Exit(2) from None
+    t = Table(title=title(plan))
+    for h in HEAD:
+        t.add_column(h, justify="left" if h == "backend/index" else "right")
+    for row in table_rows(plan):
+        t.add_row(*(escape(c) for c in row))
+    console.print(t)
+    for r in plan["rows"]:
+        for note in r["notes"]:
+            console.print(f"[dim]{escape(r['backend'])}/{r['index']}: {escape(note)}[/]")
+    files = write(plan, out or results.parent / "plan")
+    console.print(f"An extrapolation from {plan['measured']['n']:,} measured vectors; formulas and sources in "
+                  f"{files['markdown']} (and {files['json'].name}).")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``bench`` (with its subcommands) and ``report`` to the main ``vecface`` app."""
+    """Add ``bench`` (with its subcommands), ``report`` and ``plan`` to the main ``vecface`` app."""
     app.add_typer(bench_app, name="bench")
     app.command("report")(report_cmd)
+    app.command("plan")(plan_cmd)

@@ -56,6 +56,9 @@ class BenchConfig:
     overhead_at: dict[str, int] = field(default_factory=lambda: {"hnsw": 40})
     overhead_concurrency: list[int] = field(default_factory=lambda: list(range(1, 9)))
     overhead_queries: int = 1000
+    #: extra targets on other topologies (clusters): {"backend", "label", "options"} each; the
+    #: backend then also runs as before, labelled "1 node", so one run compares them
+    topologies: list[dict[str, Any]] = field(default_factory=list)
 
     def resolved(self) -> "BenchConfig":
         unknown = [p for p in self.phases if p not in PHASES]
@@ -84,6 +87,28 @@ class BenchConfig:
     def options(self, backend: str) -> dict[str, Any]:
         """The store options for ``backend`` (those left as None dropped)."""
         return {k: v for k, v in self.backend_options.get(backend, {}).items() if v is not None}
+
+    def targets(self, backends: list[str]) -> list[Target]:
+        """What the run measures: each of ``backends`` on its own options, then each topology of a
+        backend in ``backends``. A target's ``name`` is the backend, or ``backend (label)``."""
+        clustered = {t["backend"] for t in self.topologies}
+        out = [Target(b, "1 node" if b in clustered else None, self.options(b)) for b in backends]
+        out += [Target(t["backend"], t["label"], dict(t["options"])) for t in self.topologies
+                if t["backend"] in backends]
+        return out
+
+
+@dataclass
+class Target:
+    """One thing the benchmark measures: a backend on one topology (label None: as configured)."""
+
+    backend: str
+    label: str | None
+    options: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend} ({self.label})" if self.label else self.backend
 
 
 def data_dir_options(data_dir: str | Path | None) -> dict[str, dict[str, Any]]:

@@ -18,8 +18,9 @@ from typing import Any, Sequence
 from .config import PHASES
 from .plots import HOW_TO_READ, TITLES, make_plots
 from .tables import (BASELINE_HEAD, FILTERED_HEAD, OVERHEAD_HEAD, OVERHEAD_QPS_HEAD, SUMMARY_HEAD, SWEEP_HEAD,
-                     baseline_rows, filtered_rows, index_lines, nbytes, num, overhead_qps_rows, overhead_rows,
-                     run_label, summary_rows, sweep_rows)
+                     TOPOLOGY_HEAD, baseline_rows, filtered_rows, index_lines, nbytes, num, overhead_qps_rows,
+                     overhead_rows, run_label, summary_rows, sweep_rows, topology_rows)
+from .topology import SAME_MACHINE_NOTE
 
 
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -152,6 +153,11 @@ def document(results: list[dict[str, Any]], plots: dict[str, Path]) -> list[tupl
     ("table", head, rows), ("list", items), ("notes", items), ("figure", key, path)."""
     phases = _phases(results)
     doc: list[tuple] = [("p", INTRO), ("h2", "Summary"), ("table", SUMMARY_HEAD, summary_rows(results))]
+    if topology_rows(results):
+        doc += [("h2", "Topologies: one node and clusters"),
+                ("p", "The same data, indexes and queries on each topology; a cluster target's load goes "
+                      "through its primary / every replica, its searches to its read nodes. " + SAME_MACHINE_NOTE),
+                ("table", TOPOLOGY_HEAD, topology_rows(results))]
     if overhead_rows(results):
         doc += [("h2", "vecface overhead vs raw client"), ("p", OVERHEAD_TEXT),
                 ("table", OVERHEAD_HEAD, overhead_rows(results)),

@@ -42,7 +42,7 @@ from vecface.types import Exact, IVFFlat, parse_index
 
 from . import groundtruth
 from .baselines import one_at_a_time
-from .config import KNOB, SCHEMA, BenchConfig
+from .config import KNOB, SCHEMA, BenchConfig, Target
 from .datasets import Dataset, default_cache_dir, open_dataset
 from .overhead import overhead_phase
 from .progress import Progress
@@ -96,18 +96,18 @@ class Runner:
     def cache_dir(self) -> Path:
         return Path(self.cfg.cache_dir) if self.cfg.cache_dir else default_cache_dir()
 
-    def _backends(self) -> tuple[list[str], list[dict[str, Any]]]:
+    def _backends(self) -> tuple[list[Target], list[dict[str, Any]]]:
         wanted = self.cfg.backends or list(BACKENDS)
         ok, skipped = [], []
-        for name in wanted:
+        for t in self.cfg.targets(wanted):
             try:
-                detail = backend_class(name).probe(**self.cfg.options(name))
-                ok.append(name)
-                self.p.log(f"[green]{name}[/]: {detail}")
+                detail = backend_class(t.backend).probe(**t.options)
+                ok.append(t)
+                self.p.log(f"[green]{t.name}[/]: {detail}")
             except Exception as e:  # a broken or missing backend must not end the benchmark
                 why = str(e) if isinstance(e, VecfaceError) else f"{type(e).__name__}: {e}"
-                skipped.append({"backend": name, "index": None, "reason": f"backend unavailable: {why}"})
-                self.p.log(f"[yellow]skipping {name}[/]: {why}")
+                skipped.append({"backend": t.name, "index": None, "reason": f"backend unavailable: {why}"})
+                self.p.log(f"[yellow]skipping {t.name}[/]: {why}")
         return ok, skipped
 
     def run(self) -> dict[str, Any]:
@@ -123,28 +123,32 @@ class Runner:
             "schema": SCHEMA,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["vecface", *sys.argv[1:]]) if sys.argv and "vecface" in sys.argv[0] else None,
-            "params": {**{k: v for k, v in asdict(cfg).items() if k != "backend_options"},
-                       "backends_run": backends, "indexes": [str(s) for s in specs]},
+            "params": {**{k: v for k, v in asdict(cfg).items() if k not in ("backend_options", "topologies")},
+                       "backends_run": [t.name for t in backends], "indexes": [str(s) for s in specs]},
+            "topologies": [{"name": t.name, "backend": t.backend, "topology": t.label} for t in backends]
+            if cfg.topologies else [],
             "dataset": {**ds.describe(), "name": ds.name, "fingerprint": ds.fingerprint(),
                         "ground_truth": gt.source, "filter_share": gt.filter_share},
             "provenance": {"versions": software_versions(), "machine": machine_info(), "servers": {}},
             "loads": [], "runs": [], "baselines": [], "overhead": [], "skipped": skipped,
         }
         self.results = res
-        for backend in backends:
+        for i, target in enumerate(backends):
             try:
-                self._run_backend(backend, ds, queries, gt, specs, res)
+                self._run_backend(target, i, ds, queries, gt, specs, res)
             except Exception as e:
-                res["skipped"].append({"backend": backend, "index": None,
+                res["skipped"].append({"backend": target.name, "index": None,
                                        "reason": f"failed: {type(e).__name__}: {e}"})
-                self.p.log(f"[red]{backend} failed[/]: {type(e).__name__}: {e}")
+                self.p.log(f"[red]{target.name} failed[/]: {type(e).__name__}: {e}")
         res["wall_s"] = time.perf_counter() - started
         return res
 
-    def _run_backend(self, backend: str, ds: Dataset, queries, gt, specs, res) -> None:
+    def _run_backend(self, target: Target, i: int, ds: Dataset, queries, gt, specs, res) -> None:
+        """One target: a backend on one topology. Its results are filed under ``target.name``
+        (the backend, or ``backend (topology)``), with ``engine`` and ``topology`` beside it."""
         cfg = self.cfg
-        opts = cfg.options(backend)
-        name = f"{cfg.collection}_{backend}"
+        backend, opts = target.backend, target.options
+        name = f"{cfg.collection}_{backend}" + (f"_{i}" if target.label else "")
         _drop_existing(backend, name, opts)
         store = open_store(backend, name, ds.dim, ds.metric, **opts)
         try:
@@ -152,24 +156,26 @@ class Runner:
                 res["provenance"]["servers"].update(store.server_versions())
             except Exception as e:  # provenance is best effort, never fatal
                 res["provenance"]["servers"][backend] = f"unknown ({e})"
-            load = self._load(store, ds, backend)
+            load = self._load(store, ds, target.name)
             res["loads"].append(load)
             for spec in specs:
                 if spec.kind not in store.supported_indexes:
-                    res["skipped"].append({"backend": backend, "index": spec.kind,
+                    res["skipped"].append({"backend": target.name, "index": spec.kind,
                                            "reason": f"{backend} has no {spec.kind} index (supports "
                                                      f"{', '.join(store.supported_indexes)})"})
                     continue
                 try:
-                    res["runs"].append(self._run_index(backend, store, name, opts, spec, queries, gt, load, res))
+                    run = self._run_index(target, store, name, opts, spec, queries, gt, load, res)
+                    res["runs"].append(run)
                     if self.checkpoint:
                         self.checkpoint(res)
                 except Exception as e:
-                    res["skipped"].append({"backend": backend, "index": spec.kind,
+                    res["skipped"].append({"backend": target.name, "index": spec.kind,
                                            "reason": f"failed: {type(e).__name__}: {e}"})
-                    self.p.log(f"[red]{backend}/{spec.kind} failed[/]: {type(e).__name__}: {e}")
+                    self.p.log(f"[red]{target.name}/{spec.kind} failed[/]: {type(e).__name__}: {e}")
             if "baselines" in cfg.phases:
-                res["baselines"].append(one_at_a_time(store, ds, load, cfg.baseline_rows, self.p))
+                res["baselines"].append({**one_at_a_time(store, ds, load, cfg.baseline_rows, self.p),
+                                         "backend": target.name})
         finally:
             try:
                 store.drop()
@@ -190,14 +196,15 @@ class Runner:
                 elapsed += time.perf_counter() - t
                 rows += len(x)
                 tick(len(x))
-        return {"backend": backend, "rows": rows, "seconds": elapsed,
+        return {"backend": backend, "engine": store.backend, "rows": rows, "seconds": elapsed,
                 "vectors_per_s": rows / elapsed if elapsed > 0 else None, "batch_size": cfg.batch_size,
                 "storage_bytes": store.storage_bytes()}
 
     # -- one index
-    def _run_index(self, backend, store, name, opts, spec, queries, gt, load, res) -> dict[str, Any]:
+    def _run_index(self, target: Target, store, name, opts, spec, queries, gt, load, res) -> dict[str, Any]:
         cfg = self.cfg
-        label = f"{backend}/{spec.kind}"
+        backend = target.backend
+        label = f"{target.name}/{spec.kind}"
         rows = load["rows"]
         with self.p.task(f"{label}: build {spec}", None):
             t = time.perf_counter()
@@ -212,7 +219,8 @@ class Runner:
         cold.search(queries[0], cfg.k)
         cold_s = time.perf_counter() - t
         run: dict[str, Any] = {
-            "backend": backend, "index": spec.kind, "index_spec": str(spec), "rows": rows,
+            "backend": target.name, "engine": backend, "topology": target.label,
+            "index": spec.kind, "index_spec": str(spec), "rows": rows,
             "params": {k: v for k, v in vars(spec).items()},
             "build_s": build_s, "first_query_s": first_q, "time_to_first_query_s": build_s + first_q,
             "cold_open_first_query_s": cold_s, "index_size_bytes": size,

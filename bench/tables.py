@@ -187,3 +187,22 @@ def overhead_qps_rows(results) -> list[list[str]]:
 
 
 OVERHEAD_QPS_HEAD = ["backend/index", "clients", "vecface QPS", "raw QPS", "QPS ratio"]
+
+
+TOPOLOGY_HEAD = ["backend", "topology", "index", "load vec/s", "operating point", "recall@k", "p50 ms", "best QPS"]
+
+
+def topology_rows(results) -> list[list[str]]:
+    """Load, recall and QPS of each backend on each topology (runs that measured clusters only)."""
+    rows = []
+    for label, run, res in index_lines(results):
+        if not res.get("topologies"):
+            continue
+        load = next((l for l in res.get("loads", []) if l["backend"] == run["backend"]), {})
+        op = op_point(run) or {}
+        tp = best_tp(op) if op else None
+        rows.append([run.get("engine", run["backend"]), run.get("topology") or "–", run["index"],
+                     num(load.get("vectors_per_s")), f"{op['param']}={op['value']}" if op.get("param") else "–",
+                     fmt(op.get("recall")), num(op.get("latency_ms", {}).get("p50")),
+                     f"{num(tp['qps'])} (C={tp['clients']})" if tp else "–"])
+    return rows
