@@ -3,7 +3,8 @@
 Standalone (not part of the bench harness). Every variant loads the same objects (vecface's own
 properties and vectors) into a fresh collection with the same HNSW index, built before the load,
 against the local server vecface starts in a temporary VECFACE_HOME, or VECFACE_WEAVIATE_URL.
-Variants run interleaved, ``--rounds`` times; the best round of each is reported. Example:
+Variants run interleaved, ``--rounds`` times, each round starting with the next variant; the best
+round of each is reported. Example:
 
     .venv/bin/python bench/weaviate_import.py --n 20000 --dim 512 --rounds 2
 """
@@ -109,8 +110,10 @@ def main() -> None:
         print(f"server: {probe.server_versions()}, weaviate-client {__import__('weaviate').__version__}, "
               f"{platform.machine()}, {os.cpu_count()} cores; index {args.index}, {args.n} x {args.dim}, cosine")
         probe.drop()
+    names = list(variants)
     for r in range(args.rounds):
-        for name, load in variants.items():
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts elsewhere
+            load = variants[name]
             s = fresh("bench_import")
             try:
                 t = time.perf_counter()
