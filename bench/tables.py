@@ -189,20 +189,25 @@ def overhead_qps_rows(results) -> list[list[str]]:
 OVERHEAD_QPS_HEAD = ["backend/index", "clients", "vecface QPS", "raw QPS", "QPS ratio"]
 
 
-TOPOLOGY_HEAD = ["backend", "topology", "index", "load vec/s", "operating point", "recall@k", "p50 ms", "best QPS"]
+TOPOLOGY_HEAD = ["backend", "topology", "index", "load vec/s", "query setting", "recall@k", "p50 ms", "best QPS"]
 
 
 def topology_rows(results) -> list[list[str]]:
-    """Load, recall and QPS of each backend on each topology (runs that measured clusters only)."""
+    """Load, recall and QPS of each backend on each topology (runs that measured clusters only), all
+    topologies of one backend x index at the same query setting: the first topology's operating point."""
     rows = []
+    ref: dict[tuple, Any] = {}
     for label, run, res in index_lines(results):
-        if not res.get("topologies"):
+        if not res.get("topologies") or not run.get("topology"):  # a backend measured on one topology only
             continue
         load = next((l for l in res.get("loads", []) if l["backend"] == run["backend"]), {})
+        key = (id(res), run.get("engine", run["backend"]), run["index"])
         op = op_point(run) or {}
-        tp = best_tp(op) if op else None
+        ref.setdefault(key, op.get("value"))
+        pt = next((p for p in run.get("sweep", []) if p.get("value") == ref[key]), op)
+        tp = best_tp(pt) if pt else None
         rows.append([run.get("engine", run["backend"]), run.get("topology") or "–", run["index"],
-                     num(load.get("vectors_per_s")), f"{op['param']}={op['value']}" if op.get("param") else "–",
-                     fmt(op.get("recall")), num(op.get("latency_ms", {}).get("p50")),
+                     num(load.get("vectors_per_s")), f"{pt['param']}={pt['value']}" if pt.get("param") else "–",
+                     fmt(pt.get("recall")), num(pt.get("latency_ms", {}).get("p50")),
                      f"{num(tp['qps'])} (C={tp['clients']})" if tp else "–"])
     return rows

@@ -7,6 +7,7 @@ backend. Each backend has a session fixture ``<name>_options`` giving the keywor
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from pathlib import Path
@@ -71,22 +72,27 @@ def weaviate_options(vecface_home) -> dict:
     weaviate_server.release(vecface_home)
 
 
-@pytest.fixture(scope="module")
-def weaviate_cluster_options(tmp_path_factory) -> dict:
-    """Three weaviate-server nodes of one cluster on 127.0.0.1, replication factor 3, read and
-    written at QUORUM; started for the module that asks (the conformance suite) and stopped at its
-    end, whatever happens. Skipped when VECFACE_WEAVIATE_URL points at another server."""
+@contextlib.contextmanager
+def local_weaviate_cluster(home: Path, nodes: int = 3):
+    """``nodes`` weaviate-server nodes of one cluster on 127.0.0.1 with their data in ``home``,
+    stopped at the end whatever happens (skips when VECFACE_WEAVIATE_URL names another server)."""
     from vecface.backends import weaviate_cluster, weaviate_install
 
     if os.environ.get("VECFACE_WEAVIATE_URL"):
-        pytest.skip("the cluster variant runs the local weaviate-server binary")
+        pytest.skip("the cluster tests run the local weaviate-server binary")
     weaviate_install.install()
-    home = tmp_path_factory.mktemp("wv-conformance-cluster")
     try:
-        cluster = weaviate_cluster.start_cluster(home, 3, timeout=120)
-        yield {**cluster.store_options(), "replication_factor": 3, "consistency": "quorum"}
+        yield weaviate_cluster.start_cluster(home, nodes, timeout=120)
     finally:
         weaviate_cluster.stop_cluster(home)
+
+
+@pytest.fixture(scope="module")
+def weaviate_cluster_options(tmp_path_factory) -> dict:
+    """Three nodes, replication factor 3, read and written at QUORUM; started for the module that
+    asks (the conformance suite) and stopped at its end."""
+    with local_weaviate_cluster(tmp_path_factory.mktemp("wv-conformance-cluster")) as cluster:
+        yield {**cluster.store_options(), "replication_factor": 3, "consistency": "quorum"}
 
 
 @pytest.fixture(params=BACKENDS + list(CLUSTER_VARIANTS))

@@ -8,7 +8,6 @@ the kill, per-node counts after the node returned) are printed: run with ``-s`` 
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -19,7 +18,7 @@ import pytest
 import vecface
 from vecface.backends import _server
 
-from .conftest import clustered
+from .conftest import clustered, local_weaviate_cluster
 
 CLIENTS = 8
 SEARCH_SECONDS = 20.0
@@ -84,17 +83,9 @@ def _search_under_kill(store, queries: np.ndarray, expected: list[list[str]], ki
 @pytest.fixture(scope="module")
 def wv_cluster(tmp_path_factory):
     """Three weaviate-server nodes of one cluster on 127.0.0.1, stopped at the end whatever happens."""
-    if os.environ.get("VECFACE_WEAVIATE_URL"):
-        pytest.skip("the cluster tests run the local weaviate-server binary")
-    from vecface.backends import weaviate_cluster, weaviate_install
-
-    weaviate_install.install()
     home = tmp_path_factory.mktemp("wv-cluster")
-    try:
-        cluster = weaviate_cluster.start_cluster(home, 3, timeout=120)
+    with local_weaviate_cluster(home) as cluster:
         yield home, cluster
-    finally:
-        weaviate_cluster.stop_cluster(home)
 
 
 def _weaviate_store_side() -> bool:
