@@ -218,7 +218,7 @@ def plan_cmd(
     """A capacity plan extrapolated from a benchmark run: memory, disk, load and build time, cores and nodes."""
     from vecface.errors import VecfaceError
 
-    from .plan import HEAD, PlanInput, make_plan, table_rows, title, write
+    from .plan import HEAD, NODES_NOTE, PlanInput, make_plan, table_rows, title, write
 
     if not results.exists():
         raise typer.BadParameter(f"{results} does not exist: run 'vecface bench' first (or give --results)")
@@ -237,6 +237,7 @@ def plan_cmd(
     for r in plan["rows"]:
         for note in r["notes"]:
             console.print(f"[dim]{escape(r['backend'])}/{r['index']}: {escape(note)}[/]")
+    console.print(f"[dim]{escape(NODES_NOTE)}[/]")
     files = write(plan, out or results.parent / "plan")
     console.print(f"An extrapolation from {plan['measured']['n']:,} measured vectors; formulas and sources in "
                   f"{files['markdown']} (and {files['json'].name}).")

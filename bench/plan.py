@@ -124,9 +124,15 @@ def plan_run(run: dict[str, Any], load: dict[str, Any], res: dict[str, Any], wan
         mem = index_n * r
         f["memory"] = Figure(mem, f"(index bytes/vector: {rule}) · n · replication = {b:,.0f} B · {n:,} · {r}",
                              f"index_size_bytes {idx_b:,} / rows {rows:,} ({at})")
-    else:
-        f["memory"] = Figure(None, "–", "the backend did not report its index size")
     st = load.get("storage_bytes")
+    if not idx_b and st:  # no index size (Weaviate): its vectors and graph live in its storage, held in memory
+        b, rule = per_vector_bytes(st / load["rows"], d_run, d)
+        mem = b * n * r
+        f["memory"] = Figure(mem, f"(storage bytes/row: {rule}) · n · replication = {b:,.0f} B · {n:,} · {r}",
+                             f"storage_bytes {st:,} / rows {load['rows']:,} after the load (no index size "
+                             f"reported; the whole collection taken as resident), {at}")
+    elif not idx_b:
+        f["memory"] = Figure(None, "–", "the backend reported neither its index size nor its storage")
     if st:
         sb, rule = per_vector_bytes(st / load["rows"], d_run, d)
         disk = (sb * n + (index_n or 0)) * r
@@ -188,6 +194,11 @@ def make_plan(results: dict[str, Any], want: PlanInput) -> dict[str, Any]:
             "rows": [asdict(r) for r in rows]}
 
 
+NODES_NOTE = ("Nodes = what the memory and the cores need (and at least the replication factor). Weaviate "
+              "spreads one collection over its nodes itself (shards=); for pgvector and FAISS more than one "
+              "node means splitting the collection across servers, which vecface does not do for them (read "
+              "replicas add QPS, each holding everything).")
+
 COLUMNS = [("memory", "bytes"), ("disk", "bytes"), ("load_time", "s"), ("build_time", "s"),
            ("qps_per_core", "num"), ("cores", "count"), ("nodes", "count")]
 HEAD = ["backend/index", "memory", "disk", "load", "build", "QPS/core", "cores", "nodes"]
@@ -212,6 +223,7 @@ def title(plan: dict[str, Any]) -> str:
 def markdown(plan: dict[str, Any]) -> str:
     lines = [f"# {title(plan)}", "", "Every figure below is extrapolated linearly from a much smaller benchmark run "
              "(see vecface/bench/plan.py); treat it as a first estimate to check with a run at scale.", "",
+             NODES_NOTE, "",
              "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += ["| " + " | ".join(r) + " |" for r in table_rows(plan)]
     lines += ["", "## How each figure was computed", ""]

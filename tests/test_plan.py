@@ -24,13 +24,16 @@ def _results() -> dict:
         "dataset": {"name": "synthetic", "n": 1000, "dim": 64},
         "provenance": {"machine": {"cores": 2}},
         "loads": [{"backend": "faiss", "rows": 1000, "vectors_per_s": 5000.0, "storage_bytes": 400_000},
-                  {"backend": "faiss (3 nodes)", "rows": 1000, "vectors_per_s": 100.0, "storage_bytes": 1}],
+                  {"backend": "faiss (3 nodes)", "rows": 1000, "vectors_per_s": 100.0, "storage_bytes": 1},
+                  {"backend": "weaviate", "rows": 1000, "vectors_per_s": 1000.0, "storage_bytes": 600_000}],
         "runs": [
             {"backend": "faiss", "index": "hnsw", "index_spec": "HNSW()", "rows": 1000, "topology": None,
              "index_size_bytes": 1000 * (4 * 64 + 100), "build_s": 2.0, "sweep": sweep},
             {"backend": "faiss", "index": "ivfflat", "index_spec": "IVFFlat()", "rows": 1000, "topology": None,
              "index_size_bytes": 1000 * 100, "build_s": 1.0,
              "sweep": [{"param": "probes", "value": 1, "recall": 0.5, "best_qps": 9000.0}]},
+            {"backend": "weaviate", "index": "hnsw", "index_spec": "HNSW()", "rows": 1000, "topology": None,
+             "index_size_bytes": None, "build_s": 1.0, "sweep": sweep},
             {"backend": "faiss (3 nodes)", "index": "hnsw", "index_spec": "HNSW()", "rows": 1000,
              "topology": "3 nodes", "index_size_bytes": 1, "build_s": 1.0, "sweep": sweep},
         ],
@@ -42,7 +45,7 @@ def test_plan_arithmetic_follows_its_formulas():
     plan = make_plan(_results(), want)
     assert plan["extrapolation"] is True
     rows = {(r["backend"], r["index"]): r["figures"] for r in plan["rows"]}
-    assert set(rows) == {("faiss", "hnsw"), ("faiss", "ivfflat")}  # the cluster target is not planned from
+    assert set(rows) == {("faiss", "hnsw"), ("faiss", "ivfflat"), ("weaviate", "hnsw")}  # no cluster target
     f = {k: v["value"] for k, v in rows["faiss", "hnsw"].items()}
     b = 356 - 4 * 64 + 4 * 128  # bytes/vector with the float32 payload at the new dimension
     assert f["memory"] == pytest.approx(b * 1e6 * 2)
@@ -59,6 +62,9 @@ def test_plan_arithmetic_follows_its_formulas():
     ivf = plan["rows"][1]
     assert ivf["figures"]["cores"]["value"] is None and "no sweep point reached recall 0.95" in ivf["notes"][0]
     assert ivf["figures"]["memory"]["value"] == pytest.approx(100 * 128 / 64 * 1e6 * 2)  # compressed: scaled
+    # no index size: the whole stored collection is taken as resident, and it is the disk figure too
+    wv = {k: v["value"] for k, v in rows["weaviate", "hnsw"].items()}
+    assert wv["memory"] == pytest.approx((600 - 4 * 64 + 4 * 128) * 1e6 * 2) == pytest.approx(wv["disk"])
     assert table_rows(plan)[0][0] == "faiss/hnsw"
 
 
@@ -70,7 +76,7 @@ def test_plan_refuses_bad_input(bad):
 
 def test_plan_needs_single_node_runs():
     res = _results()
-    res["runs"] = res["runs"][2:]
+    res["runs"] = [r for r in res["runs"] if r["topology"]]
     with pytest.raises(InvalidArgument, match="no single-node"):
         make_plan(res, PlanInput(n=10, dim=8))
 
