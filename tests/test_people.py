@@ -37,9 +37,9 @@ def books(tmp_path):
         yield m, t
 
 
-def _ingest(store, root, dlib_embedder, manifest):
+def _ingest(store, root, dlib_embedder, manifest, people=False):
     report = ingest_folder(store, root, dlib_embedder, manifest=manifest, progress=False, log_dir=root.parent / "logs",
-                           workers=0)
+                           workers=0, people=people)
     assert not report.skipped, report.skipped
     return report
 
@@ -233,3 +233,28 @@ def test_people_and_search_commands(photo_folder, tmp_path):
     assert res.exit_code == 0 and "0 new face(s)" in res.output  # the unassigned face stays out
     res = run(app, ["people", "merge", "Grace Hopper", "grace hopper", *where])
     assert res.exit_code == 1 and "same person" in res.output
+
+
+def test_ingest_places_new_faces_among_known_people(tmp_path, dlib_embedder, books, faiss_options):
+    import vecface
+
+    manifest, table = books
+    first, later = tmp_path / "first", tmp_path / "later"
+    build(first, per_person=2, people=["eileen", "grace"], group_photo=False)
+    build(later, per_person=3, people=["grace", "casey"], group_photo=False)
+    with vecface.open_store("faiss", "people_ingest", dlib_embedder.dim, "cosine", **faiss_options) as store:
+        try:
+            _ingest(store, first, dlib_embedder, manifest, people=True)  # no people yet: nothing placed
+            assert all("person" not in r.metadata for r in store.get(people.collection_ids(store, manifest)))
+            people.group(store, manifest=manifest, table=table)
+            grace = {r.metadata["person"] for r in store.get(people.collection_ids(store, manifest))
+                     if "/grace/" in r.metadata["path"]}
+            _ingest(store, later, dlib_embedder, manifest, people=True)
+            placed = {r.metadata["path"]: r.metadata.get("person") for r in store.get(people.collection_ids(store, manifest))
+                      if str(later) in r.metadata["path"]}
+            assert len(placed) == 6 and all(placed.values())
+            assert {v for k, v in placed.items() if "/grace/" in k} == grace
+            assert len({v for k, v in placed.items() if "/casey/" in k} - grace) == 1
+            assert len(people.list_people(store, table)) == 3
+        finally:
+            store.drop()

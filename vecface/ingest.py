@@ -135,7 +135,8 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                   tag: str | None = None, batch_size: int = 32, progress: bool = True, workers: int | None = None,
                   manifest: Manifest | None = None, log_dir: str | os.PathLike[str] | None = None,
                   max_pixels: int | None = None, console: Any = None, device: str | None = None,
-                  on_batch: Callable[[IngestReport], None] | None = None, ray: str | None = None) -> IngestReport:
+                  on_batch: Callable[[IngestReport], None] | None = None, ray: str | None = None,
+                  people: bool = True) -> IngestReport:
     """Embed every image under ``root`` into ``store`` (see the module docstring for the guarantees).
 
     Returns an :class:`IngestReport`; skipped files are listed in it and in a log file
@@ -148,6 +149,8 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     results batch by batch. ``on_batch(report)`` is called after each committed batch.
     ``ray``: a Ray cluster's address (``"auto"``, ``"local"``, ``host:port``) to do the work on Ray
     actors instead (:mod:`vecface.ingest_ray`; ``workers`` then defaults to the cluster's CPUs).
+    ``people``: where the collection has people (``vecface people``), new faces join them or start
+    new ones at the end (:func:`vecface.people.assign_new`).
     """
     if batch_size < 1:
         raise InvalidArgument("batch_size must be >= 1")
@@ -209,6 +212,10 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                 if len(batch) >= batch_size:
                     flush()
             flush()
+        if people and report.records_stored:
+            from .people import assign_new
+
+            assign_new(store, manifest=manifest)
         report.seconds = time.perf_counter() - t0
         report.log_path = _write_log(report, log_dir)
         return report
