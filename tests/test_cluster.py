@@ -160,7 +160,12 @@ def test_searches_survive_a_node_kill(wv_cluster, consistency):
                                replication_factor=3, consistency=consistency)
     victim = 0
     try:
-        store.upsert_arrays([f"r{i}" for i in range(N)], x)
+        ids = [f"r{i}" for i in range(N)]
+        store.upsert_arrays(ids, x)
+        # a write at ONE returns once one replica has it; the answers to compare with are those of the
+        # fully replicated collection, so wait until every node holds every object
+        _wait_for(lambda: set(_per_node_counts(cluster, name, ids).values()) == {N}, 40,
+                  "every node holding every object")
         queries = x[:QUERIES] + 0.01
         expected = [[h.id for h in store.search(q, k=10)] for q in queries]
         tally = _search_under_kill(store, queries, expected,
@@ -282,7 +287,12 @@ def test_searches_continue_on_the_primary_when_a_replica_dies(pg_cluster):
     store = vecface.open_store("pgvector", "replica_kill", DIM, dsn=rs.primary, read_dsns=rs.replicas,
                                read_your_writes=True)
     try:
-        store.upsert_arrays([f"r{i}" for i in range(N)], x)
+        ids = [f"r{i}" for i in range(N)]
+        store.upsert_arrays(ids, x)
+        # a write at ONE returns once one replica has it; the answers to compare with are those of the
+        # fully replicated collection, so wait until every node holds every object
+        _wait_for(lambda: set(_per_node_counts(cluster, name, ids).values()) == {N}, 40,
+                  "every node holding every object")
         queries = x[:QUERIES] + 0.01
         expected = [[h.id for h in store.search(q, k=10)] for q in queries]
         tally = _search_under_kill(store, queries, expected,
