@@ -111,3 +111,17 @@ def test_topologies_and_plan_command_on_a_real_run(tmp_path, faiss_options, vecf
 
     r = CliRunner().invoke(app, ["plan", "--n", "10", "--dim", "8", "--results", str(tmp_path / "none.json")])
     assert r.exit_code == 2 and "Error" in r.output  # a usage error naming --results, no traceback
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--pg-read-dsns", "postgresql:///x"], "give --pg-dsn too"),
+    (["--weaviate-nodes", "2", "--replication", "3"], "needs at least that many nodes"),
+    (["--weaviate-nodes", "3", "--weaviate-urls", "http://127.0.0.1:1"], "not both"),
+])
+def test_bench_cluster_options_are_checked_before_anything_starts(args, words, tmp_path):
+    from vecface.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "--backends", "faiss", "--out", str(tmp_path / "rep"), *args])
+    assert r.exit_code == 2, r.output
+    assert words in " ".join(r.output.split())
+    assert not (tmp_path / "rep").exists()
