@@ -64,6 +64,7 @@ MAX_PER_REQUEST = 1000  # ids per fetch / delete request (Weaviate's QUERY_MAXIM
 BATCH_OBJECTS = 1000  # objects per gRPC batch request
 COPY_CHUNK = 1000  # objects per batch when an index change copies a collection
 MAX_REPORTED_ERRORS = 5
+DISTANCE = MetadataQuery(distance=True)  # made once: the client validates it with pydantic
 
 
 def _op(what: str, *, retry: bool = True) -> Callable:
@@ -410,11 +411,12 @@ class WeaviateStore(VectorStore):
             coll = self._coll()
             for q in queries:
                 res = coll.query.near_vector(near_vector=q.tolist(), limit=k, filters=where, target_vector=VECTOR,
-                                             return_metadata=MetadataQuery(distance=True),
-                                             return_properties=RETURN_PROPS)
-                hits = [self._hit(o.properties["vid"], self._distance(o.metadata.distance),
-                                  json.loads(o.properties.get("meta") or "{}")) for o in res.objects]
-                hits.sort(key=lambda h: h.distance)
+                                             return_metadata=DISTANCE, return_properties=RETURN_PROPS)
+                hits = []  # Weaviate returns them closest first
+                for o in res.objects:
+                    meta = o.properties.get("meta")
+                    hits.append(self._hit(o.properties["vid"], self._distance(o.metadata.distance),
+                                          json.loads(meta) if meta and meta != "{}" else {}))
                 out.append(hits)
         return out
 
