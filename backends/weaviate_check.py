@@ -135,3 +135,22 @@ def repair_all(url: str, grpc_port: int, api_key: str | None = None) -> dict[str
         with open_store("weaviate", name, url=url, grpc_port=grpc_port, api_key=api_key) as store:
             out[name] = store.check(repair=True)
     return out
+
+
+def repair_after_crash(info: Any) -> None:
+    """The local supervisor's hook (``weaviate_server.after_crash_restart``): repair every collection
+    of a server restarted on data whose previous server died; the outcome goes to the server's log."""
+    import warnings
+
+    from vecface.errors import VecfaceError
+
+    try:
+        reports = repair_all(info.url, info.grpc_port)
+        line = "; ".join(f"{name}: {len(r.unsearchable)} of {r.stored} unsearchable, {len(r.repaired)} repaired"
+                         for name, r in reports.items()) or "no collections"
+    except VecfaceError as e:
+        line = f"failed: {e}"
+        warnings.warn(f"vecface could not check the Weaviate indexes after a crash ({e}); "
+                      "run: vecface check COLLECTION --backend weaviate --repair", stacklevel=2)
+    with open(info.log_path, "a") as log:
+        log.write(f"\n==== vecface index check after the previous server died: {line}\n")

@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from vecface.config import data_dir as vecface_data_dir
 from vecface.errors import BackendUnavailable
@@ -267,9 +268,17 @@ def _adopt(home: Path) -> ServerInfo | None:
     return info
 
 
+#: called with the new server's info after it was started on data whose previous server died
+#: (killed, crashed: its record was never cleared by a clean stop); the Weaviate store registers
+#: its index check-and-repair here (weaviate_check.repair_all)
+after_crash_restart: list[Callable[[ServerInfo], None]] = []
+DIED_MARKER = "died"  # in the server's home: its last server died before it was stopped
+
+
 def _start_or_attach(home: Path, version: str, detach: bool) -> _server.Handle[ServerInfo]:
     home.mkdir(parents=True, exist_ok=True)
     with _server.interprocess_lock(home / "start.lock"):  # one server per data directory, whoever starts it
+        prior = ServerInfo.from_doc(_record(home).read())
         info = _adopt(home)
         if info is not None:
             if detach and not info.detached:
@@ -282,13 +291,22 @@ def _start_or_attach(home: Path, version: str, detach: bool) -> _server.Handle[S
                 f"the Weaviate {version} server is not installed (looked for {binary_path(version)}); "
                 f"build it with: vecface weaviate install\n{NO_SERVER_HELP}")
         info, proc = _start(home, binary, version, detach=detach)
+        died = home / DIED_MARKER
+        if died.exists() or (prior is not None and prior.ready and not _server.pid_alive(prior.pid)):
+            for hook in after_crash_restart:
+                hook(info)
+            died.unlink(missing_ok=True)
         return _server.Handle(info, owned=not detach, extra={"proc": proc})
 
 
 def _stop(home: Path, handle: _server.Handle[ServerInfo]) -> None:
     if not handle.owned:
         return
-    _server.terminate(handle.extra.get("proc") or handle.info.pid)
+    proc = handle.extra.get("proc")
+    died = proc is None and not _server.pid_alive(handle.info.pid)
+    _server.terminate(proc or handle.info.pid)
+    if died or (proc is not None and proc.returncode not in (0, -signal.SIGTERM)):
+        (home / DIED_MARKER).touch()  # it died (was killed) before this stop: the next start runs after_crash_restart
     record = _record(home)
     current = ServerInfo.from_doc(record.read())
     if current is None or current.pid == handle.info.pid:

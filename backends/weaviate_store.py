@@ -57,6 +57,7 @@ from vecface.types import DEFAULT_EF_SEARCH, HNSW, Exact, Hit, IndexSpec, Metric
 from . import weaviate_check
 from . import weaviate_conn as conn
 from . import weaviate_measure as measure
+from . import weaviate_server
 from . import weaviate_schema as schema
 from .weaviate_schema import CLASS_PREFIX, RETURN_PROPS, VECTOR, object_uuid
 
@@ -64,6 +65,9 @@ MAX_PER_REQUEST = 1000  # ids per fetch / delete request (Weaviate's QUERY_MAXIM
 BATCH_OBJECTS = 1000  # objects per gRPC batch request
 COPY_CHUNK = 1000  # objects per batch when an index change copies a collection
 MAX_REPORTED_ERRORS = 5
+if weaviate_check.repair_after_crash not in weaviate_server.after_crash_restart:
+    # a local server restarted after its predecessor died gets its indexes checked and repaired
+    weaviate_server.after_crash_restart.append(weaviate_check.repair_after_crash)
 DISTANCE = MetadataQuery(distance=True)  # made once: the client validates it with pydantic
 
 
@@ -124,8 +128,6 @@ class WeaviateStore(VectorStore):
     def probe(cls, url: Any = None, grpc_port: Any = None, api_key: str | None = None,
               data_dir: Any = None, **_: Any) -> str:
         opts = conn.resolve(url, grpc_port, api_key, data_dir)
-        from . import weaviate_server
-
         was_running = opts.local and weaviate_server.running(data_dir) is not None
         client, node = conn.connect(opts)
         try:

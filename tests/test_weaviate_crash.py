@@ -20,7 +20,7 @@ from .conftest import clustered
 
 pytest.importorskip("weaviate")
 
-from vecface.backends import weaviate_server  # noqa: E402
+from vecface.backends import weaviate_server, weaviate_store  # noqa: E402,F401  (the store registers its repair hook)
 
 N, DIM, BATCH = 3000, 32, 100
 KILL_AFTER = N // 3  # committed rows before the kill
@@ -44,8 +44,8 @@ def private_server(tmp_path):
     weaviate_server.stop_server(tmp_path)
 
 
-def test_sigkill_during_ingest_then_rerun_then_check_repairs_every_record(private_server):
-    data_dir = private_server
+def _ingest_and_kill(data_dir):
+    """Load N records in batches in a thread; SIGKILL the server after KILL_AFTER are acknowledged."""
     x = clustered(N, DIM, seed=11)
     ids = [f"p{i:05d}" for i in range(N)]
     metas = [{"tag": f"t{i % 7}", "path": f"/photos/{i}.jpg"} for i in range(N)]
@@ -78,7 +78,13 @@ def test_sigkill_during_ingest_then_rerun_then_check_repairs_every_record(privat
     t.join(60)
     assert not t.is_alive(), "the ingest did not stop"
     assert committed[0] >= KILL_AFTER
+    return ids, x, metas, committed[0]
 
+
+def test_sigkill_during_ingest_then_rerun_then_check_repairs_every_record(private_server, monkeypatch):
+    monkeypatch.setattr(weaviate_server, "after_crash_restart", [])  # no repair on restart: see the loss
+    data_dir = private_server
+    ids, x, metas, committed = _ingest_and_kill(data_dir)
     # restart (the supervisor starts a new server on the same data), re-run the whole ingest
     with vecface.open_store("weaviate", "crash", data_dir=data_dir) as store:
         assert store.server_versions()  # a new server answers
@@ -87,7 +93,7 @@ def test_sigkill_during_ingest_then_rerun_then_check_repairs_every_record(privat
         found = _exhaustive_ids(store, N)
         lost = set(ids) - found
         report = store.check(repair=False)
-        print(f"\ncommitted before the kill: {committed[0]}; after the re-run: count {N}, "
+        print(f"\ncommitted before the kill: {committed}; after the re-run: count {N}, "
               f"searchable {len(found)}, unsearchable {len(lost)} ({min(lost, default='-')}..{max(lost, default='-')}); "
               f"check found {len(report.unsearchable)}")
         assert report.stored == N
@@ -100,3 +106,15 @@ def test_sigkill_during_ingest_then_rerun_then_check_repairs_every_record(privat
         for r in store.get([ids[0], ids[-1]] + sorted(lost)[:5]):
             i = ids.index(r.id)
             assert np.allclose(r.vector, x[i], atol=1e-6) and r.metadata == metas[i]
+
+
+def test_a_restart_after_the_server_died_repairs_the_indexes_itself(private_server):
+    data_dir = private_server
+    ids, x, metas, committed = _ingest_and_kill(data_dir)
+    with vecface.open_store("weaviate", "crash", data_dir=data_dir) as store:  # restarts the server
+        store.upsert_arrays(ids, x, metas)
+        assert store.count() == N
+        assert _exhaustive_ids(store, N) == set(ids)
+        assert store.check().unsearchable == []
+    log = (data_dir / "weaviate" / "weaviate.log").read_text()
+    assert "vecface index check after the previous server died: crash:" in log
