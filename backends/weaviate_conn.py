@@ -17,10 +17,11 @@ Options (each also an environment variable, the argument winning):
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import weaviate
@@ -171,6 +172,37 @@ def converted(what: str, opts: Options | None = None) -> Iterator[None]:
         yield
     except CLIENT_ERRORS as e:
         raise convert(e, what, opts) from e
+
+
+def operation(what: str, *, retry: bool = True) -> Callable:
+    """The one error pattern of the Weaviate store's operations: a client failure becomes a vecface
+    error (:func:`convert`); when the node is gone (or the store's watch closed its client because
+    it died) and there are other nodes, the store moves to a live one (``store._fail_over()``) and
+    the operation is tried once more."""
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            client = self._client
+            try:
+                with converted(what, self._opts):
+                    return fn(self, *args, **kwargs)
+            except Exception as e:
+                if client is None or client is not self._dead:
+                    if not isinstance(e, BackendUnavailable):
+                        raise
+                # a failure of a client closed because its node died is the node's death
+                if not (retry and self._fail_over()):
+                    if isinstance(e, BackendUnavailable):
+                        raise
+                    raise BackendUnavailable(f"Weaviate {what} failed: the node "
+                                             f"{describe(self._opts, self._node)} died") from e
+            with converted(what, self._opts):
+                return fn(self, *args, **kwargs)
+
+        return wrapper
+
+    return deco
 
 
 def connect(opts: Options, start: int = 0) -> tuple[weaviate.WeaviateClient, int]:

@@ -18,7 +18,7 @@ creates the next generation ``Vecface_<name>_G<n>`` with the new index, copies e
 its vector and UUID), marks it ready in its description, and deletes the old one. Until the copy is
 complete the old generation stays the current one, so an interrupted rebuild loses nothing.
 
-Errors: every operation goes through :func:`_op`, which turns a client failure into a vecface error
+Errors: every operation goes through :func:`.weaviate_conn.operation`, which turns a client failure into a vecface error
 (:func:`.weaviate_conn.convert`: BackendUnavailable when the server cannot be reached, BackendError
 when it refused) and, given several node URLs, moves to a live node and tries once more (every
 operation here is idempotent: objects are keyed by a UUID derived from the vecface id).
@@ -29,13 +29,11 @@ Writes are batched through the client; every failed object is reported in
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import math
 import re
 import threading
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -71,32 +69,7 @@ if weaviate_check.repair_after_crash not in weaviate_server.after_crash_restart:
 DISTANCE = MetadataQuery(distance=True)  # made once: the client validates it with pydantic
 
 
-def _op(what: str, *, retry: bool = True) -> Callable:
-    """The one error pattern of this backend (see the module docstring)."""
-
-    def deco(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(self: "WeaviateStore", *args: Any, **kwargs: Any) -> Any:
-            client = self._client
-            try:
-                with conn.converted(what, self._opts):
-                    return fn(self, *args, **kwargs)
-            except Exception as e:
-                if client is None or client is not self._dead:
-                    if not isinstance(e, BackendUnavailable):
-                        raise
-                # a failure of a client closed because its node died is the node's death
-                if not (retry and self._fail_over()):
-                    if isinstance(e, BackendUnavailable):
-                        raise
-                    raise BackendUnavailable(f"Weaviate {what} failed: the node "
-                                             f"{conn.describe(self._opts, self._node)} died") from e
-            with conn.converted(what, self._opts):
-                return fn(self, *args, **kwargs)
-
-        return wrapper
-
-    return deco
+_op = conn.operation  # the one error pattern: client failures -> vecface errors, fail-over
 
 
 class WeaviateStore(VectorStore):
