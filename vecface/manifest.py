@@ -57,23 +57,32 @@ class FileState:
     ids: list[str]
 
 
-class Manifest:
-    """What ingest stored, per (backend, collection): the embedder and each path's hash and ids."""
+class ManifestFile:
+    """One of vecface's tables in the manifest's SQLite file (``MANIFEST_NAME`` in the data directory
+    unless ``path`` is given): opened with :func:`connect`, one lock for its writers, a context manager."""
+
+    SCHEMA = ""
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path else data_dir() / MANIFEST_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = connect(self.path, _SCHEMA)
+        self._db = connect(self.path, self.SCHEMA)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Manifest":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Manifest(ManifestFile):
+    """What ingest stored, per (backend, collection): the embedder and each path's hash and ids."""
+
+    SCHEMA = _SCHEMA
 
     # collections
     def embedder(self, backend: str, collection: str) -> tuple[EmbedderSpec, int] | None:

@@ -25,17 +25,15 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import sqlite3
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .errors import InvalidArgument, UnknownCollection, UnknownRecord
 from .grouping import check_threshold, cluster, representative, threshold_for
+from .manifest import ManifestFile
 from .store import VectorStore
 from .types import Record
 
@@ -69,28 +67,10 @@ class Person:
                 "path": self.path, "bbox": self.bbox}
 
 
-class PeopleTable:
+class PeopleTable(ManifestFile):
     """The people of each (backend, collection), in the ingest manifest's SQLite file."""
 
-    def __init__(self, path: str | Path | None = None):
-        from .config import data_dir
-        from .manifest import MANIFEST_NAME
-
-        self.path = Path(path) if path else data_dir() / MANIFEST_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "PeopleTable":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    SCHEMA = _SCHEMA
 
     def list(self, backend: str, collection: str) -> list[Person]:
         rows = self._db.execute("SELECT person, name, faces, representative, path, bbox FROM people "
