@@ -5,7 +5,7 @@ Slots are handed out in order and never reused within an epoch; a replaced or de
 slot is only marked dead. Per slot this keeps:
 
 - ``ids``: the record id (a numpy object array, so hits are looked up with one fancy index);
-- the filter columns of :func:`vecface.types.filter_columns`: each string field (tag, path,
+- the filter columns of :func:`vecface.filters.filter_columns`: each string field (tag, path,
   person, camera) as int32 codes into a per-field vocabulary (-1: absent), and the range fields
   (taken, lat, lon) as one float64 array each (NaN: absent, so no comparison matches it);
 - the rest of the metadata as the record's JSON text, decoded only for the hits returned.
@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from vecface.types import FILTER_FIELDS, RANGE_FIELDS, Range, filter_columns
+from vecface.filters import FILTER_FIELDS, RANGE_FIELDS, Range, filter_columns
 
 
 _ENCODER = json.JSONEncoder()  # json.dumps' defaults, without building an encoder per record
@@ -49,7 +49,7 @@ class Batch:
 
     @classmethod
     def from_metadata(cls, ids: list[str], metadata: Sequence[Mapping[str, Any]]) -> "Batch":
-        """The filter columns of :func:`vecface.types.filter_columns`, a field at a time: a string field
+        """The filter columns of :func:`vecface.filters.filter_columns`, a field at a time: a string field
         keeps str values; a range field's present values go through ``filter_columns`` itself."""
         strs: dict[str, list[str | None]] = {}
         for f in FILTER_FIELDS:

@@ -32,7 +32,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES, Range
+from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES
+from vecface.filters import Range
 
 from .pg_schema import Names, timestamp
 

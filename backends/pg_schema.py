@@ -14,7 +14,7 @@ underscore after its first letter):
 
 The table: ``id text``, ``embedding vector(d)`` kept inline up to 1,536 dimensions (storage PLAIN, see
 MAX_INLINE_DIM), the filter columns ``tag, path, person, camera text, taken timestamptz, lat, lon double
-precision`` (filled from ``vecface.types.filter_columns``) and ``metadata jsonb`` (the record's
+precision`` (filled from ``vecface.filters.filter_columns``) and ``metadata jsonb`` (the record's
 metadata as given).
 
 The layout before this one (catalog ``public.vecface_collections``, tables ``public.vecface_<name>``)
@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from vecface.errors import InvalidArgument, UnsupportedIndex
-from vecface.types import filter_columns
+from vecface.filters import filter_columns
 
 SCHEMA = "vecface"
 CATALOG = sql.Identifier(SCHEMA, "collections")

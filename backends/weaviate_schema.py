@@ -1,6 +1,6 @@
 """How a vecface collection looks in Weaviate: object UUIDs, properties, filters, index configs.
 
-Properties: ``vid`` (the vecface id), the filterable columns of :func:`vecface.types.filter_columns`
+Properties: ``vid`` (the vecface id), the filterable columns of :func:`vecface.filters.filter_columns`
 -- ``tag``, ``path``, ``person``, ``camera`` as text with ``field`` tokenization (a filter matches the
 whole value), ``taken`` as a date, ``lat`` and ``lon`` as numbers, each with a range index -- and
 ``meta`` (the record's metadata as JSON, not indexed). A missing column is left out of the object
@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.query import Filter
 
-from vecface.types import FILTER_FIELDS, HNSW, RANGE_FIELDS, Exact, IndexSpec, Metric, Range, filter_columns
+from vecface.types import HNSW, Exact, IndexSpec, Metric
+from vecface.filters import FILTER_FIELDS, RANGE_FIELDS, Range, filter_columns
 
 VECFACE_NAMESPACE = uuid.UUID("6f1d7a52-3c4b-5e0f-9a8d-7b2c1e4f5a60")
 VECTOR = "default"

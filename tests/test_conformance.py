@@ -331,7 +331,7 @@ RANGE_FILTERS = [
 
 @pytest.mark.parametrize("flt", RANGE_FILTERS, ids=lambda f: "+".join(f))
 def test_range_filters_match_brute_force(store_factory, flt):
-    from vecface.types import matches_filter, normalise_filter
+    from vecface.filters import matches_filter, normalise_filter
 
     s = store_factory(dim=8)
     x, metas = _range_records(400)
@@ -348,7 +348,7 @@ def test_range_filters_match_brute_force(store_factory, flt):
 
 
 def test_range_filters_with_hnsw_index(store_factory):
-    from vecface.types import matches_filter, normalise_filter
+    from vecface.filters import matches_filter, normalise_filter
 
     s = store_factory(dim=8)
     x, metas = _range_records(1500, seed=12)

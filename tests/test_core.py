@@ -21,7 +21,8 @@ from vecface.errors import (
     UnknownBackend,
     VecfaceError,
 )
-from vecface.types import as_matrix, normalise_filter
+from vecface.types import as_matrix
+from vecface.filters import normalise_filter
 
 
 def test_metric_knows_every_backend_name():

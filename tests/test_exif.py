@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from vecface.exif import photo_metadata
-from vecface.types import epoch_seconds, matches_filter, normalise_filter
+from vecface.filters import epoch_seconds, matches_filter, normalise_filter
 
 from .conftest import astronaut
 from .people_photos import exif_jpeg

@@ -10,7 +10,7 @@ import pytest
 import vecface
 from vecface import HNSW, Exact, IVFFlat, Record
 from vecface.errors import InvalidArgument
-from vecface.types import matches_filter, normalise_filter
+from vecface.filters import matches_filter, normalise_filter
 
 from .conftest import clustered
 

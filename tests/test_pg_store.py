@@ -13,7 +13,7 @@ from vecface import HNSW, IVFFlat, Record
 from vecface.backends import pg_server
 from vecface.backends.pg_store import PARALLEL_MIN_ROWS, PgVectorStore
 from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex
-from vecface.types import matches_filter, normalise_filter
+from vecface.filters import matches_filter, normalise_filter
 
 from .conftest import clustered
 

@@ -11,7 +11,7 @@ import pytest
 
 import vecface
 from vecface.errors import BackendError, BackendUnavailable, CollectionMismatch, InvalidArgument
-from vecface.types import matches_filter, normalise_filter
+from vecface.filters import matches_filter, normalise_filter
 
 from .conftest import clustered
 

@@ -5,7 +5,7 @@
 - ``taken``: ISO 8601 text. ``DateTimeOriginal`` (the moment the shutter fired), else the file's
   ``DateTime``; with the zone from ``OffsetTimeOriginal`` (or ``OffsetTime``) when the camera wrote
   one, e.g. ``2024-06-01T14:03:00+01:00``. Without a zone the time is left naive, and filters read
-  naive times as UTC (:func:`vecface.types.epoch_seconds`), the only choice that needs no guess.
+  naive times as UTC (:func:`vecface.filters.epoch_seconds`), the only choice that needs no guess.
 - ``lat``, ``lon``: the GPS position in decimal degrees (south and west negative).
 - ``camera``: make and model, e.g. ``Canon EOS 5D`` (the make is not repeated when the model
   already starts with its first word: ``NIKON CORPORATION`` + ``NIKON D750`` is ``NIKON D750``).

@@ -71,7 +71,7 @@ def make_filter(tag: str | list[str] | None = None, more: dict[str, Any] | None 
     """The metadata filter of a search: ``tag`` (one or several) and any other filter fields in
     ``more`` (``{"person": "ann", "taken": {"gte": "2024-01-01"}}``); fields left as None or empty
     are not filtered on, and ``tag`` wins over a tag in ``more``. The backend validates the result
-    (:func:`vecface.types.normalise_filter`)."""
+    (:func:`vecface.filters.normalise_filter`)."""
     flt = {**(more or {}), **({"tag": tag} if tag is not None else {})}
     flt = {key: value for key, value in flt.items() if value not in (None, "", [], ())}
     return flt or None

@@ -21,6 +21,7 @@ from .errors import (
     UnsupportedIndex,
     UnsupportedOperation,
 )
+from .filters import normalise_filter
 from .types import (
     Exact,
     Hit,
@@ -30,7 +31,6 @@ from .types import (
     Record,
     as_matrix,
     clean_metadata_batch,
-    normalise_filter,
     parse_index,
     validate_ids,
     validate_k,

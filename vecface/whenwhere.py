@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import InvalidArgument
-from .types import MAX_K, Hit, Range, epoch_seconds, normalise_filter
+from .types import MAX_K, Hit
+from .filters import Range, epoch_seconds, normalise_filter
 
 EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
