@@ -17,12 +17,11 @@ skipped and reported, as in the local pool. At most ``2 x workers`` chunks are i
 from __future__ import annotations
 
 import os
-from collections import deque
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .embedders import Embedder
 from .errors import InvalidArgument, MissingDependency, VecfaceError
-from .ingest_workers import WORKER_DIED, FileResult, Task
+from .ingest_workers import FileResult, OrderedPool, Task
 
 
 def _ray() -> Any:
@@ -50,13 +49,15 @@ class _IngestWorker:
         return _run_chunk(tasks)
 
 
-class RayPool:
+class RayPool(OrderedPool):
     """Processes tasks on Ray actors, giving the results back in input order (a context manager).
 
     ``address``: a Ray cluster's address (``host:port``), ``"auto"`` for the cluster this
     machine is part of, or ``"local"`` to start a Ray instance in this process. When Ray is
     already initialised in this process, that connection is used (and kept open on close).
     """
+
+    gives_up = "Ray ingest workers keep dying (out of memory? nodes lost?): re-run to go on"
 
     def __init__(self, embedder: Embedder, address: str | None = "auto", workers: int | None = None, *,
                  max_pixels: int | None = None, device: str | None = None, chunk: int = 1):
@@ -69,7 +70,7 @@ class RayPool:
         clip = getattr(embedder, "clip", embedder)
         self.device = device if device is not None else getattr(clip, "device", None)
         self.chunk = max(1, int(chunk))
-        self.restarts = 0  # chunks lost to a dead actor
+        self.restarts = 0  # actor deaths seen (Ray restarts the actor itself)
         self.pids: list[int] = []
         self._actors: list[Any] = []
         self._next = 0
@@ -118,51 +119,9 @@ class RayPool:
         self._next += 1
         return actor.run.remote(tasks)
 
-    @staticmethod
-    def _died() -> tuple[type, ...]:
+    def _wait(self, handle: Any) -> list[FileResult]:
+        return _ray().get(handle)
+
+    def _deaths(self) -> tuple[type[BaseException], ...]:
         exc = _ray().exceptions
         return (exc.RayActorError, exc.WorkerCrashedError, exc.ObjectLostError)
-
-    def results(self, tasks: Iterable[Task]) -> Iterator[FileResult]:
-        """One :class:`FileResult` per task, in the order of ``tasks``."""
-        ray = _ray()
-        died = self._died()
-        source = iter(tasks)
-        pending: deque[tuple[list[Task], Any]] = deque()
-
-        def fill() -> None:
-            while len(pending) < self.window:
-                chunk = [t for _, t in zip(range(self.chunk), source)]
-                if not chunk:
-                    return
-                pending.append((chunk, self._submit(chunk)))
-
-        fill()
-        while pending:
-            chunk, ref = pending.popleft()
-            try:
-                done = ray.get(ref)
-            except died:
-                self.restarts += 1
-                fill()
-                yield from self._one_by_one(chunk)
-                continue
-            fill()
-            yield from done
-
-    def _one_by_one(self, tasks: list[Task]) -> Iterator[FileResult]:
-        """Re-run a dead actor's tasks alone each: one that kills an actor again is skipped."""
-        ray = _ray()
-        in_a_row = 0
-        for task in tasks:
-            try:
-                done = ray.get(self._submit([task]))
-            except self._died():
-                in_a_row += 1
-                if in_a_row >= 3:
-                    raise VecfaceError("Ray ingest workers keep dying (out of memory? nodes lost?); what was "
-                                       "stored so far is kept: re-run to go on") from None
-                yield FileResult(task.path, skip=WORKER_DIED)
-                continue
-            in_a_row = 0
-            yield from done

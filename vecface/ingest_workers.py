@@ -19,6 +19,7 @@ used as is; nothing is re-loaded).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -151,7 +152,81 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-class FilePool:
+class OrderedPool:
+    """Chunks of tasks run on workers, at most ``window`` chunks in flight, results yielded in the order
+    of the tasks. A chunk lost with a dead worker is re-run a task at a time: a task that kills a worker
+    again is skipped (``WORKER_DIED``), three deaths in a row end the run. Subclasses say how to submit
+    a chunk, wait for it, which exceptions mean a worker died, and what a death costs."""
+
+    chunk: int = 1
+    restarts: int = 0
+    #: the message when workers keep dying
+    gives_up = "ingest workers keep dying"
+
+    @property
+    def window(self) -> int:
+        raise NotImplementedError
+
+    def _submit(self, tasks: list[Task]) -> Any:
+        raise NotImplementedError
+
+    def _wait(self, handle: Any) -> list[FileResult]:
+        raise NotImplementedError
+
+    def _deaths(self) -> tuple[type[BaseException], ...]:
+        raise NotImplementedError
+
+    def _lost(self, chunk: list[Task], pending: deque) -> list[Task]:
+        """The tasks to re-run after ``chunk``'s worker died (``pending``: the chunks still in flight)."""
+        return chunk
+
+    def _after_death(self) -> None:
+        """Called once per worker death, before anything is submitted again."""
+        self.restarts += 1
+
+    def results(self, tasks: Iterable[Task]) -> Iterator[FileResult]:
+        """One :class:`FileResult` per task, in the order of ``tasks``."""
+        source = iter(tasks)
+        pending: deque[tuple[list[Task], Any]] = deque()
+
+        def fill() -> None:
+            while len(pending) < self.window:
+                chunk = list(itertools.islice(source, self.chunk))
+                if not chunk:
+                    return
+                pending.append((chunk, self._submit(chunk)))
+
+        fill()
+        while pending:
+            chunk, handle = pending.popleft()
+            try:
+                done = self._wait(handle)
+            except self._deaths():
+                lost = self._lost(chunk, pending)
+                self._after_death()
+                yield from self._one_by_one(lost)
+                fill()
+                continue
+            yield from done
+            fill()
+
+    def _one_by_one(self, tasks: list[Task]) -> Iterator[FileResult]:
+        in_a_row = 0
+        for task in tasks:
+            try:
+                done = self._wait(self._submit([task]))
+            except self._deaths():
+                in_a_row += 1
+                if in_a_row >= 3:  # not one file's fault: workers cannot run here at all
+                    raise VecfaceError(f"{self.gives_up}; what was stored so far is kept") from None
+                self._after_death()
+                yield FileResult(task.path, skip=WORKER_DIED)
+                continue
+            in_a_row = 0
+            yield from done
+
+
+class FilePool(OrderedPool):
     """Processes tasks in worker processes (or, with ``workers=0``, one thread here), giving the
     results back in input order. Use as a context manager."""
 
@@ -208,65 +283,29 @@ class FilePool:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    def _restart(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-        self.restarts += 1
-        self._start()
-
     @property
     def window(self) -> int:
         return 2 * max(1, self.workers)
 
-    def results(self, tasks: Iterable[Task]) -> Iterator[FileResult]:
-        """One :class:`FileResult` per task, in the order of ``tasks``."""
-        source = iter(tasks)
+    gives_up = ("ingest worker processes keep dying (out of memory?): re-run with fewer --workers, "
+                "or --workers 0")
 
-        def next_chunk() -> list[Task]:
-            chunk = []
-            for task in source:
-                chunk.append(task)
-                if len(chunk) >= self.chunk:
-                    break
-            return chunk
+    def _wait(self, handle: Future) -> list[FileResult]:
+        return handle.result()
 
-        pending: deque[tuple[list[Task], Future]] = deque()
+    def _deaths(self) -> tuple[type[BaseException], ...]:
+        return (BrokenProcessPool,)
 
-        def fill() -> None:
-            while len(pending) < self.window:
-                chunk = next_chunk()
-                if not chunk:
-                    return
-                pending.append((chunk, self._submit(chunk)))
+    def _lost(self, chunk: list[Task], pending: deque) -> list[Task]:
+        # a broken process pool fails every chunk in flight: re-run them all
+        lost = [t for c in [chunk] + [c for c, _ in pending] for t in c]
+        pending.clear()
+        return lost
 
-        fill()
-        while pending:
-            chunk, future = pending.popleft()
-            try:
-                done = future.result()
-            except BrokenProcessPool:
-                lost = [t for c in [chunk] + [c for c, _ in pending] for t in c]
-                pending.clear()
-                self._restart()
-                yield from self._one_by_one(lost)
-                fill()
-                continue
-            yield from done
-            fill()
+    def _after_death(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        super()._after_death()
+        self._start()
 
-    def _one_by_one(self, tasks: list[Task]) -> Iterator[FileResult]:
-        """Re-run the tasks a dead worker had, alone each: one that kills a worker again is skipped."""
-        in_a_row = 0
-        for task in tasks:
-            try:
-                done = self._submit([task]).result()
-            except BrokenProcessPool:
-                in_a_row += 1
-                if in_a_row >= 3:  # not one file's fault: workers cannot run here at all
-                    raise VecfaceError("ingest worker processes keep dying (out of memory?); what was stored "
-                                       "so far is kept: re-run with fewer --workers, or --workers 0") from None
-                self._restart()
-                yield FileResult(task.path, skip=WORKER_DIED)
-                continue
-            in_a_row = 0
-            yield from done
+
