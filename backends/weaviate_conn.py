@@ -43,7 +43,10 @@ from . import weaviate_server
 
 DEFAULT_GRPC_PORT = 50051
 CONSISTENCY = {"one": ConsistencyLevel.ONE, "quorum": ConsistencyLevel.QUORUM, "all": ConsistencyLevel.ALL}
-_TIMEOUTS = Timeout(init=30, query=300, insert=600)
+# a write of one batch (1,000 objects) takes seconds even on a busy laptop; one stuck for minutes is
+# a node that stopped answering (seen in a cluster whose raft leader was starved of CPU): give up
+# after 120 s, so the store moves to another node and tries once more instead of waiting 10 minutes
+_TIMEOUTS = Timeout(init=30, query=300, insert=120)
 # words in a failure that mean "the node is gone", not "the request was wrong"
 _GONE = ("unavailable", "connection refused", "connecterror", "connection reset", "failed to connect",
          "broken pipe", "socket closed", "deadline exceeded", "no route to host", "econnrefused")

@@ -186,6 +186,7 @@ def test_searches_survive_a_node_kill(wv_cluster, consistency):
             store.close()
 
 
+@pytest.mark.timeout(360)
 def test_writes_while_a_node_is_down_reach_every_node(wv_cluster):
     """upsert_arrays at QUORUM with one node of three down: exact counts; once the node is back,
     every node reports the same count."""

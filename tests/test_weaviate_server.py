@@ -187,6 +187,8 @@ def test_an_unrecorded_server_is_found_by_its_data_dir_and_stopped(tmp_path, wea
                            log_path=str(wh / "weaviate.log"))
     proc = ws.spawn(weaviate_binary, orphan, ws.node_env(wh / "data", ports), wh)
     try:
+        # the scan knows a process by its executable and environment, which it has once exec'd
+        _wait_for(lambda: ws.status(home).unrecorded == [proc.pid], 10, "the orphan found by its data dir")
         st = ws.status(home)
         assert st.recorded is None and st.unrecorded == [proc.pid]
         out = CliRunner().invoke(app, ["weaviate", "status", "--data-dir", str(home)]).output
