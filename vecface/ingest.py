@@ -45,7 +45,7 @@ import numpy as np
 from .config import data_dir
 from .embedders import Embedder
 from .errors import InvalidArgument
-from .images import path_text, scan_images
+from .images import path_text, scan_images, text_path
 from .ingest_workers import FilePool, FileResult, Task, default_workers
 from .manifest import FileState, Manifest, check_embedder
 from .store import VectorStore
@@ -269,6 +269,41 @@ def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, bat
     known.update(done)
     report.files_stored += len(done)
     report.records_stored += len(ids)
+
+
+@dataclass
+class PruneReport:
+    files: int = 0     # manifest entries whose file is gone from disk
+    records: int = 0   # their records deleted from the store
+
+    def to_dict(self) -> dict[str, int]:
+        return {"files_pruned": self.files, "records_pruned": self.records}
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manifest: Manifest | None = None) -> PruneReport:
+    """Delete the records of files under ``roots`` (folders or files, as ingest was given them) that the
+    manifest holds but that are gone from disk, and forget them in the manifest. Files elsewhere, and
+    files still on disk (even unreadable ones), are not touched. The manifest is read afresh here."""
+    own_manifest = manifest is None
+    manifest = manifest or Manifest()
+    try:
+        texts = [path_text(Path(r).expanduser().absolute()) for r in roots]
+        known = manifest.files(store.backend, store.name)
+        gone = [p for p in known if _under(p, texts) and not os.path.lexists(text_path(p))]
+        report = PruneReport(files=len(gone))
+        ids = [i for p in gone for i in known[p].ids]
+        for start in range(0, len(ids), 500):  # store first: a crash leaves ids the next prune deletes
+            report.records += store.delete(ids[start:start + 500])
+        if gone:
+            manifest.commit(store.backend, store.name, {}, forget=gone)
+        return report
+    finally:
+        if own_manifest:
+            manifest.close()
 
 
 def log_escape(text: str) -> str:

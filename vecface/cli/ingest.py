@@ -64,12 +64,14 @@ def ingest_cmd(
         "--ray", metavar="ADDRESS", help="do the work on a Ray cluster: its address (host:port), 'auto' (the "
                                          "cluster this machine is part of) or 'local' (start Ray here); "
                                          "needs vecface[ray] and the photos at the same path on every node")] = None,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="also delete the records of files under PATHS that are gone from disk")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
     as_json: AsJson = False,
 ) -> None:
     """Embed every image under PATHS into a collection (idempotent and resumable)."""
     from ..embedders import make_embedder
-    from ..ingest import ingest_folder
+    from ..ingest import ingest_folder, prune_missing
     from ..manifest import MANIFEST_NAME, Manifest
     from ..search import resolve_spec
 
@@ -84,14 +86,19 @@ def ingest_cmd(
         spec = resolve_spec(manifest, backend, collection, embedder, model)
         emb = make_embedder(spec, device=device, **{k: v for k, v in det.items() if v is not None})
         with where.open(emb.dim, "cosine") as store:
+            pruned = prune_missing(store, paths, manifest) if prune else None
             for path in paths:
                 reports.append(ingest_folder(store, path, emb, tag=tag, batch_size=batch_size, workers=workers,
                                              progress=progress and not as_json, manifest=manifest,
                                              max_pixels=max_pixels, log_dir=where.home / "logs", ray=ray))
     if as_json:
         out = [r.to_dict() for r in reports]
-        typer.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2))
+        doc = out[0] if len(out) == 1 else {"runs": out}
+        typer.echo(json.dumps({**doc, **pruned.to_dict()} if pruned is not None else
+                              (out[0] if len(out) == 1 else out), indent=2))
     else:
+        if pruned is not None:
+            typer.echo(f"pruned {pruned.files} file(s) gone from disk: {pruned.records} record(s) deleted")
         for report in reports:
             print_report(report)
     raise typer.Exit(max(r.exit_code for r in reports))
