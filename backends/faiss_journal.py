@@ -16,6 +16,7 @@ Readers replay the rows after the generation they have, so catching up reads onl
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Iterator
@@ -40,6 +41,11 @@ CREATE TABLE IF NOT EXISTS journal (
 DB_NAME = "records.sqlite"
 #: the journal layout; an older or newer layout is refused rather than misread
 FORMAT = "2"
+
+
+def collection_names(root: Path) -> list[str]:
+    """The collections (directories with a journal) under a FAISS root folder."""
+    return [d.name for d in root.iterdir() if (d / DB_NAME).exists()] if root.is_dir() else []
 
 
 class Journal:
@@ -83,6 +89,20 @@ class Journal:
         self.begin()
         try:
             self.set_config(format=FORMAT, dim=str(dim), metric=metric, index=index, epoch=epoch)
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+
+    def info(self) -> dict | None:
+        """The collection's description (``config.info``, JSON), or None."""
+        text = self.config().get("info")
+        return json.loads(text) if text else None
+
+    def set_info(self, info: dict) -> None:
+        self.begin()
+        try:
+            self.set_config(info=json.dumps(info))
             self.commit()
         except BaseException:
             self.rollback()

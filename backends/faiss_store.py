@@ -55,7 +55,7 @@ from . import faiss_index as fi
 from . import faiss_search as fs
 from .faiss_columns import Batch, Columns
 from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, capture, fsync_dir, pid_alive
-from .faiss_journal import DB_NAME, FORMAT, Journal
+from .faiss_journal import DB_NAME, FORMAT, Journal, collection_names
 
 _COMPACT_FRACTION = 0.2
 #: a reader checks the journal at least this often even when the stamp did not move (a writer
@@ -423,6 +423,18 @@ class FaissStore(VectorStore):
     def storage_bytes(self) -> int | None:
         self._check_open()
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+
+    def _read_info(self) -> dict | None:
+        with self._sync_mu, _disk_errors(self.name):
+            return self._journal.info()
+
+    def _write_info(self, info: dict) -> None:
+        with self._wlock, self._sync_mu, _disk_errors(self.name):
+            self._journal.set_info(info)
+
+    @classmethod
+    def _collection_names(cls, path: Any = None, **_: Any) -> list[str]:
+        return collection_names(Path(path).expanduser() if path else data_dir() / "faiss")
 
     def _index_size(self) -> int | None:
         self._state.acquire_read()

@@ -147,6 +147,30 @@ def describe(conn: psycopg.Connection, name: str) -> tuple[int, str, dict[str, A
                         (name,)).fetchone()
 
 
+def read_info(conn: psycopg.Connection, name: str) -> dict[str, Any] | None:
+    """The collection's description (the catalog's ``info`` jsonb column; None where the column
+    or the value is missing: ``to_jsonb`` of the row reads it without the column having to exist)."""
+    row = conn.execute(sql.SQL("SELECT to_jsonb(c) -> 'info' FROM {c} c WHERE name = %s").format(c=CATALOG),
+                       (name,)).fetchone()
+    return row[0] if row and isinstance(row[0], dict) else None
+
+
+def write_info(conn: psycopg.Connection, name: str, info: dict[str, Any]) -> None:
+    """Set the collection's description, adding the catalog's ``info`` column if missing."""
+    from psycopg.types.json import Jsonb
+
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('vecface catalog'))")
+        conn.execute(sql.SQL("ALTER TABLE {c} ADD COLUMN IF NOT EXISTS info jsonb").format(c=CATALOG))
+        conn.execute(sql.SQL("UPDATE {c} SET info = %s WHERE name = %s").format(c=CATALOG), (Jsonb(info), name))
+
+
+def collection_names(conn: psycopg.Connection) -> list[str]:
+    if not conn.execute("SELECT to_regclass('vecface.collections') IS NOT NULL").fetchone()[0]:
+        return []
+    return [r[0] for r in conn.execute(sql.SQL("SELECT name FROM {c}").format(c=CATALOG))]
+
+
 # ---------------------------------------------------------------- tables
 
 def create_collection(conn: psycopg.Connection, n: Names, dim: int, metric: str) -> None:

@@ -266,6 +266,25 @@ class PgVectorStore(VectorStore):
             return int(self._c().execute("SELECT pg_total_relation_size(%s::regclass)",
                                          (self._n.table_text,)).fetchone()[0])
 
+    @converts_errors("reading the collection's info")
+    def _read_info(self) -> dict[str, Any] | None:
+        with self._lock:
+            return pg_schema.read_info(self._c(), self.name)
+
+    @converts_errors("writing the collection's info")
+    def _write_info(self, info: dict[str, Any]) -> None:
+        with self._lock:
+            pg_schema.write_info(self._c(), self.name, info)
+
+    @classmethod
+    def _collection_names(cls, dsn: str | None = None, data_dir: Any = None, **_: Any) -> list[str]:
+        dsn = dsn or os.environ.get("VECFACE_PG_DSN") or None
+        conn, embedded, _ = open_connection(dsn, data_dir)
+        try:
+            return converts_errors("listing collections")(pg_schema.collection_names)(conn)
+        finally:
+            close_connection(conn, embedded, data_dir)
+
     @converts_errors("row-by-row insert")
     def insert_one_by_one(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Any],
                           tick: Any = None) -> str:

@@ -250,6 +250,17 @@ def connect(opts: Options, start: int = 0) -> tuple[weaviate.WeaviateClient, int
     raise BackendUnavailable("cannot reach Weaviate at " + "; ".join(problems))
 
 
+@contextmanager
+def session(opts: Options) -> Iterator[tuple[weaviate.WeaviateClient, int]]:
+    """(client, node) of its own for one short task (a probe, a listing); closed and released after."""
+    client, node = connect(opts)
+    try:
+        yield client, node
+    finally:
+        client.close()
+        release(opts)
+
+
 def release(opts: Options) -> None:
     if opts.local:
         weaviate_server.release(opts.data_dir)

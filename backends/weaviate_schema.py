@@ -103,3 +103,23 @@ def index_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str 
 def vector_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None = None):
     return Configure.Vectors.self_provided(name=VECTOR,
                                            vector_index_config=index_config(metric, spec, ef, filter_strategy))
+
+
+def catalog_entry(description: str | None) -> dict[str, Any] | None:
+    """The vecface catalog entry a class's description holds (name, dim, metric, index, state and
+    the collection's info), or None for a class that is not vecface's."""
+    try:
+        entry = json.loads(description or "")
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("vecface"), str) else None
+
+
+def collection_names(client: Any) -> list[str]:
+    """The vecface collections a server holds: those with a ready class."""
+    names = set()
+    for cls, cfg in client.collections.list_all(simple=True).items():
+        entry = catalog_entry(cfg.description)
+        if cls.startswith(CLASS_PREFIX) and entry and entry.get("state") == "ready":
+            names.add(entry["vecface"])
+    return sorted(names)

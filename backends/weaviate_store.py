@@ -94,6 +94,7 @@ class WeaviateStore(VectorStore):
         self._watch: conn.NodeWatch | None = None  # several nodes: the liveness probe of the one in use
         self._dead: Any = None  # the client the watch closed because its node died
         self._lock = threading.RLock()
+        self._info: dict[str, Any] | None = None  # the collection's description (VectorStore.info)
         super().__init__(collection, dim, metric, create=create)
 
     # ------------------------------------------------------------------ connection
@@ -102,15 +103,11 @@ class WeaviateStore(VectorStore):
               data_dir: Any = None, **_: Any) -> str:
         opts = conn.resolve(url, grpc_port, api_key, data_dir)
         was_running = opts.local and weaviate_server.running(data_dir) is not None
-        client, node = conn.connect(opts)
-        try:
+        with conn.session(opts) as (client, node):
             with conn.converted("meta request", opts):
                 version = client.get_meta().get("version", "?")
             with conn.converted("gRPC check", opts):  # a round trip over gRPC, which every data call uses
                 client.collections.list_all(simple=True)
-        finally:
-            client.close()
-            conn.release(opts)
         if opts.local:
             return f"Weaviate {version} (local server, {'running' if was_running else 'started on demand'})"
         return f"Weaviate {version} ({conn.describe(opts, node)})"
@@ -184,11 +181,8 @@ class WeaviateStore(VectorStore):
         for cls, cfg in self._c().collections.list_all(simple=True).items():
             m = pattern.fullmatch(cls)
             if m:
-                try:
-                    entry = json.loads(cfg.description or "")
-                    entry = entry if isinstance(entry, dict) and entry.get("vecface") == self.name else None
-                except ValueError:
-                    entry = None
+                entry = schema.catalog_entry(cfg.description)
+                entry = entry if entry and entry["vecface"] == self.name else None
                 out[cls] = (int(m.group(1) or 0), entry)
         return out
 
@@ -198,6 +192,7 @@ class WeaviateStore(VectorStore):
         if not ready:
             return None
         _, self._cls, entry = max(ready)
+        self._info = entry.get("info")
         spec = spec_from_dict(entry["index"])
         cfg = self._coll().config.get()
         schema.add_missing(self._coll(), {p.name for p in cfg.properties})
@@ -210,7 +205,7 @@ class WeaviateStore(VectorStore):
 
     def _entry(self, spec: IndexSpec, state: str) -> str:
         return json.dumps({"vecface": self.name, "dim": self.dim, "metric": self.metric.label,
-                           "index": spec_to_dict(spec), "state": state})
+                           "index": spec_to_dict(spec), "state": state, "info": self._info})
 
     def _create_class(self, cls: str, spec: IndexSpec, state: str) -> None:
         from weaviate.classes.config import Configure
@@ -415,6 +410,24 @@ class WeaviateStore(VectorStore):
         """One ``collection.data.insert`` per object into a scratch collection (dropped afterwards)."""
         self._check_open()
         return measure.insert_one_by_one(self, ids, vectors, metadata, tick)
+
+    @_op("reading the collection's info")
+    def _read_info(self) -> dict[str, Any] | None:
+        entry = self._generations().get(self._cls, (0, None))[1]  # another client may have set it
+        return entry.get("info") if entry else self._info
+
+    @_op("writing the collection's info")
+    def _write_info(self, info: dict[str, Any]) -> None:
+        with self._lock:
+            self._info = info
+            self._coll().config.update(description=self._entry(self._index, "ready"))
+
+    @classmethod
+    def _collection_names(cls, url: Any = None, grpc_port: Any = None, api_key: str | None = None,
+                          data_dir: Any = None, **_: Any) -> list[str]:
+        opts = conn.resolve(url, grpc_port, api_key, data_dir)
+        with conn.session(opts) as (client, _), conn.converted("listing collections", opts):
+            return schema.collection_names(client)
 
     @_op("reading the storage size")
     def storage_bytes(self) -> int | None:

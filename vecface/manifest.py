@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .collection_info import record as record_in_store
 from .config import data_dir
 from .embedders import Embedder, EmbedderSpec
 from .errors import InvalidArgument
@@ -158,4 +159,5 @@ def check_embedder(manifest: Manifest, store: VectorStore, embedder: Embedder) -
     if embedder.dim != store.dim:
         raise InvalidArgument(f"collection {store.name!r} holds {store.dim}-d vectors but the {embedder.kind} "
                               f"embedder makes {embedder.dim}-d ones")
+    record_in_store(store, spec, embedder.dim)  # the store's own description: refuses a different embedder
     manifest.set_embedder(store.backend, store.name, spec, embedder.dim)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .collection_info import check_same, stored_spec
 from .config import data_dir as vecface_data_dir
 from .embedders import Embedder, EmbedderSpec, l2_normalise, make_embedder
 from .errors import InvalidArgument, NoFaceFound, UnknownCollection, UnknownRecord
@@ -189,26 +190,35 @@ def search_id(store: VectorStore, record_id: str, k: int = 10, *, tag: str | lis
 # ---------------------------------------------------------------- opening a collection
 
 def resolve_spec(manifest: Manifest, backend: str, collection: str, kind: str | None = None,
-                 model: str | None = None) -> EmbedderSpec:
-    """The embedder an ingest into ``collection`` uses: the one it was ingested with (``kind`` and
-    ``model`` may repeat it), else ``kind`` (default clip) and ``model``. Refuses another embedder
-    or model for a collection that has one, before any model is loaded."""
+                 model: str | None = None, stored: EmbedderSpec | None = None) -> EmbedderSpec:
+    """The embedder an ingest into ``collection`` uses: the one it was ingested with (from the
+    manifest, else ``stored``: the one the store's own description holds; ``kind`` and ``model``
+    may repeat it), else ``kind`` (default clip) and ``model``. Refuses another embedder or model
+    for a collection that has one, before any model is loaded."""
     known = manifest.embedder(backend, collection)
     if model and Path(model).expanduser().is_dir():
         model = str(Path(model).expanduser().resolve())
-    if known is None:
+    was = known[0] if known is not None else stored
+    if was is None:
         return EmbedderSpec(kind or "clip", model)
-    was = known[0]
     asked_kind = kind or was.kind
     asked_model = model if model is not None else (was.model if asked_kind == was.kind else None)
-    check_spec(manifest, backend, collection, EmbedderSpec(asked_kind, asked_model))
+    if known is not None:
+        check_spec(manifest, backend, collection, EmbedderSpec(asked_kind, asked_model))
+    elif EmbedderSpec(asked_kind, asked_model).identity() != was.identity():
+        raise InvalidArgument(f"collection {collection!r} was ingested with --embedder {was.kind}"
+                              + (f" --model {was.model}" if was.model else "")
+                              + f" (the store's own description); this run asks for {asked_kind}"
+                              + ": use another --collection for another embedder")
     return EmbedderSpec(was.kind, asked_model, was.detector)
 
 
 def collection_embedder(backend: str, collection: str, manifest: Manifest | None = None, *,
-                        data_dir: str | os.PathLike[str] | None = None) -> EmbedderSpec:
-    """The embedder spec recorded when ``collection`` was first ingested (from the manifest in
-    ``data_dir``, or the one given)."""
+                        data_dir: str | os.PathLike[str] | None = None,
+                        store: VectorStore | None = None) -> EmbedderSpec:
+    """The embedder spec recorded when ``collection`` was first ingested: from the manifest in
+    ``data_dir`` (or the one given), else from the ``store``'s own description; both known and
+    different is an error."""
     own = manifest is None
     manifest = manifest or Manifest(vecface_data_dir(data_dir) / MANIFEST_NAME)
     try:
@@ -216,10 +226,15 @@ def collection_embedder(backend: str, collection: str, manifest: Manifest | None
     finally:
         if own:
             manifest.close()
-    if found is None:
-        raise UnknownCollection(f"no ingest of collection {collection!r} in {backend} is recorded here "
-                                f"(manifest {manifest.path}); run vecface ingest first")
-    return found[0]
+    in_store = stored_spec(store) if store is not None else None
+    if found is not None and in_store is not None:
+        check_same(store, in_store, found[0], f"the ingest manifest here ({manifest.path})")
+    if found is not None:
+        return found[0]
+    if in_store is not None:
+        return in_store
+    raise UnknownCollection(f"no ingest of collection {collection!r} in {backend} is recorded here "
+                            f"(manifest {manifest.path}) nor in the collection itself; run vecface ingest first")
 
 
 def open_collection(backend: str, collection: str, *, data_dir: str | os.PathLike[str] | None = None,
@@ -233,13 +248,20 @@ def open_collection(backend: str, collection: str, *, data_dir: str | os.PathLik
     dimension must be the embedder's."""
     from .registry import open_store
 
-    spec = collection_embedder(backend, collection, manifest, data_dir=data_dir)
-    embedder = make_embedder(spec, model=model, device=device, **(detector or {}))
     own = store is None
-    store = store or open_store(backend, collection, create=False, data_dir=data_dir, **options)
-    if store.dim != embedder.dim:
+    if own:
+        try:
+            store = open_store(backend, collection, create=False, data_dir=data_dir, **options)
+        except UnknownCollection as e:
+            raise UnknownCollection(f"{e}; run vecface ingest first") from None
+    try:
+        spec = collection_embedder(backend, collection, manifest, data_dir=data_dir, store=store)
+        embedder = make_embedder(spec, model=model, device=device, **(detector or {}))
+        if store.dim != embedder.dim:
+            raise InvalidArgument(f"collection {collection!r} holds {store.dim}-d vectors but its embedder "
+                                  f"({embedder.name}) makes {embedder.dim}-d ones")
+    except BaseException:
         if own:
             store.close()
-        raise InvalidArgument(f"collection {collection!r} holds {store.dim}-d vectors but its embedder "
-                              f"({embedder.name}) makes {embedder.dim}-d ones")
+        raise
     return store, embedder

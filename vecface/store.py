@@ -8,7 +8,8 @@ own metric, so a query can never be scored with a different distance than its in
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -38,6 +39,23 @@ from .types import (
 )
 
 DEFAULT_BATCH = 1000
+
+
+@dataclass
+class CollectionSummary:
+    """One collection of a backend as :meth:`VectorStore.list_collections` finds it there."""
+
+    name: str
+    dim: int
+    metric: str
+    index: str
+    count: int
+    size_bytes: int | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "metric": self.metric, "index": self.index,
+                "count": self.count, "size_bytes": self.size_bytes, "info": self.info}
 
 
 @dataclass
@@ -230,6 +248,42 @@ class VectorStore(abc.ABC):
         self._check_open()
         return self._index_size()
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """The collection's own description, kept in the backend with it (vecface writes the embedder
+        spec and creation info there: see :mod:`vecface.collection_info`); ``{}`` when none was set."""
+        self._check_open()
+        return dict(self._read_info() or {})
+
+    def set_info(self, info: Mapping[str, Any]) -> None:
+        """Replace the collection's description with ``info`` (a JSON object)."""
+        self._check_open()
+        if not isinstance(info, Mapping):
+            raise InvalidArgument("a collection's info is a mapping (a JSON object)")
+        try:
+            doc = json.loads(json.dumps(dict(info), allow_nan=False))
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"a collection's info must be JSON-able: {e}") from None
+        self._write_info(doc)
+
+    @classmethod
+    def list_collections(cls, **options: Any) -> list[CollectionSummary]:
+        """Every collection the backend holds (with these connection options), by name: dimension,
+        metric, index, count, size and info, read from the backend itself."""
+        out = []
+        for name in sorted(cls._collection_names(**options)):
+            try:
+                store = cls(name, None, create=False, **options)
+            except (UnknownCollection, InvalidArgument):
+                continue  # dropped meanwhile, not finished being created, or not a vecface name
+            with store:
+                size = store.storage_bytes()
+                params = ",".join(f"{k}={v}" for k, v in vars(store.index).items() if v is not None)
+                out.append(CollectionSummary(name, store.dim, store.metric.label,
+                                             store.index.kind + (f":{params}" if params else ""), store.count(),
+                                             size, store.info))
+        return out
+
     def drop(self) -> None:
         """Delete the collection and everything in it. The store is closed afterwards."""
         self._check_open()
@@ -326,6 +380,18 @@ class VectorStore(abc.ABC):
 
     def _index_size(self) -> int | None:
         return None
+
+    def _read_info(self) -> dict[str, Any] | None:
+        """The stored description (see :attr:`info`); backends that keep one override this."""
+        return None
+
+    def _write_info(self, info: dict[str, Any]) -> None:
+        raise UnsupportedOperation(f"the {self.backend} backend keeps no collection description")
+
+    @classmethod
+    def _collection_names(cls, **options: Any) -> list[str]:
+        """The names of the collections the backend holds (for :meth:`list_collections`)."""
+        raise UnsupportedOperation(f"the {cls.backend} backend cannot list its collections")
 
     @abc.abstractmethod
     def _drop(self) -> None: ...

@@ -16,7 +16,7 @@ from ..errors import VecfaceError
 from .common import EXIT_ERROR, show_error
 from .check import check_cmd
 from .eval import eval_cmd
-from .info import backends_cmd, collections_cmd
+from .info import backends_cmd, collections_cmd, drop_cmd
 from .ingest import ingest_cmd
 from .people import people_app
 from .search import search_cmd
@@ -51,6 +51,7 @@ app.command("search")(search_cmd)
 app.command("serve")(serve_cmd)
 app.command("backends")(backends_cmd)
 app.command("collections")(collections_cmd)
+app.command("drop")(drop_cmd)
 app.command("check")(check_cmd)
 app.add_typer(weaviate_app, name="weaviate")
 app.add_typer(pg_app, name="pg")

@@ -1,5 +1,6 @@
-"""``vecface backends`` (which backends can be used here, and why not) and ``vecface collections``
-(the collections ingested here, from the ingest manifest)."""
+"""``vecface backends`` (which backends can be used here, and why not), ``vecface collections``
+(a backend's collections, from the backend itself; or those ingested here, from the ingest
+manifest) and ``vecface drop`` (delete one, with its manifest rows and people)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import AsJson, DataDir, Dsn, Url, handle_errors
+from ..config import data_dir as resolve_data_dir
+from .common import AsJson, DataDir, Dsn, FaissPath, Url, handle_errors, target
 
 
 @handle_errors
@@ -32,35 +34,101 @@ def backends_cmd(dsn: Dsn = None, url: Url = None, data_dir: DataDir = None) -> 
 
 @handle_errors
 def collections_cmd(
-    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="only this backend's")] = None,
+    backend: Annotated[Optional[str], typer.Option(
+        "--backend", "-b", help="list every collection this backend holds, from the backend itself")] = None,
     data_dir: DataDir = None,
+    dsn: Dsn = None,
+    url: Url = None,
+    faiss_path: FaissPath = None,
     as_json: AsJson = False,
 ) -> None:
-    """List the collections ingested here (recorded in the ingest manifest of the data directory):
-    backend, name, embedder, dimension, files and records stored, and when the first ingest ran."""
-    from ..config import data_dir as resolve_data_dir
+    """List collections: with --backend, every collection that backend holds (embedder, count,
+    index, size, from the backend itself, so also those ingested from another machine); without,
+    the collections ingested here (the ingest manifest of the data directory). Files and records
+    ingested from here come from the manifest."""
+    from ..collection_info import spec_of
     from ..manifest import MANIFEST_NAME, Manifest
-    from ..registry import backend_class
+    from ..registry import backend_class, backend_options
 
     if backend is not None:
-        backend_class(backend)  # an unknown name is an error, not an empty list
+        where = target(backend, "x", data_dir, dsn, url, faiss_path)  # checks the backend and the flags
+        found = backend_class(backend).list_collections(
+            **backend_options(backend, data_dir=where.home, **where.connection))
     with Manifest(resolve_data_dir(data_dir) / MANIFEST_NAME) as manifest:
+        here = {(b, name): (spec, dim, created) for b, name, spec, dim, created in manifest.collections(backend)}
         rows = []
-        for b, name, spec, dim, created in manifest.collections(backend):
-            files = manifest.files(b, name)
-            rows.append({"backend": b, "collection": name, "embedder": spec.kind, "model": spec.model, "dim": dim,
-                         "files": len(files), "records": sum(len(s.ids) for s in files.values()),
-                         "created": created})
+        for b, name in ([(backend, c.name) for c in found] if backend is not None else list(here)):
+            files = manifest.files(b, name) if (b, name) in here else {}
+            spec, dim, created = here.get((b, name), (None, None, None))
+            row = {"backend": b, "collection": name, "embedder": spec.kind if spec else None,
+                   "model": spec.model if spec else None, "dim": dim, "files": len(files) if spec else None,
+                   "records": sum(len(s.ids) for s in files.values()) if spec else None, "created": created}
+            rows.append(row)
+        if backend is not None:
+            for row, c in zip(rows, found):
+                own = spec_of(c.info)
+                row.update(dim=c.dim, metric=c.metric, index=c.index, count=c.count, size_bytes=c.size_bytes,
+                           created=row["created"] or c.info.get("created"))
+                if row["embedder"] is None and own is not None:
+                    row.update(embedder=own.kind, model=own.model)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"vecface collections ({manifest.path})", title_justify="left")
-    for col in ("backend", "collection", "embedder", "dim", "files", "records", "created"):
-        table.add_column(col, justify="right" if col in ("dim", "files", "records") else "left")
+    cols = (("backend", "collection", "embedder", "dim", "metric", "index", "count", "size_bytes", "files", "created")
+            if backend is not None else ("backend", "collection", "embedder", "dim", "files", "records", "created"))
+    title = f"{backend} collections" if backend is not None else f"collections ingested here ({manifest.path})"
+    table = Table(title=f"vecface {title}", title_justify="left")
+    for col in cols:
+        table.add_column(col.replace("_bytes", ""), justify="right" if col in _NUMERIC else "left")
     for r in rows:
-        embedder = r["embedder"] + (f" ({r['model']})" if r["model"] else "")
-        table.add_row(r["backend"], r["collection"], escape(embedder), str(r["dim"]), str(r["files"]),
-                      str(r["records"]), r["created"])
+        embedder = (r["embedder"] or "?") + (f" ({r['model']})" if r["model"] else "")
+        cells = {**r, "embedder": embedder, "size_bytes": _size(r.get("size_bytes"))}
+        table.add_row(*(escape("" if cells.get(c) is None else str(cells[c])) for c in cols))
     Console().print(table)
     if not rows:
-        Console().print("no collection ingested here yet (vecface ingest FOLDER --collection NAME)", highlight=False)
+        Console().print("no collection yet (vecface ingest FOLDER --collection NAME)", highlight=False)
+
+
+_NUMERIC = ("dim", "files", "records", "count", "size_bytes")
+
+
+def _size(n: int | None) -> str | None:
+    if n is None:
+        return None
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return None
+
+
+@handle_errors
+def drop_cmd(
+    collection: Annotated[str, typer.Argument(help="the collection to delete")],
+    backend: Annotated[str, typer.Option("--backend", "-b", help="its backend")] = "faiss",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    data_dir: DataDir = None,
+    dsn: Dsn = None,
+    url: Url = None,
+    faiss_path: FaissPath = None,
+) -> None:
+    """Delete a collection and everything in it from its backend, and forget it in the ingest
+    manifest here (and its people). Asks first unless --yes."""
+    from ..manifest import MANIFEST_NAME, Manifest
+    from ..people import PeopleTable
+
+    where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    store = where.open(create=False)
+    try:
+        count = store.count()
+        if not yes and not typer.confirm(f"delete collection {collection!r} ({count} records) from {backend}?"):
+            typer.echo("nothing deleted")
+            raise typer.Exit(1)
+        store.drop()
+    finally:
+        store.close()
+    with Manifest(where.home / MANIFEST_NAME) as manifest:
+        manifest.forget_collection(backend, collection)
+    with PeopleTable(where.home / MANIFEST_NAME) as table:
+        table.forget(backend, collection)
+    typer.echo(f"dropped {backend} collection {collection!r} ({count} records)")

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, UnknownCollection
 from .common import (
     EMBEDDER_HELP,
     AsJson,
@@ -73,6 +73,7 @@ def ingest_cmd(
     from ..embedders import make_embedder
     from ..ingest import ingest_folder, prune_missing
     from ..manifest import MANIFEST_NAME, Manifest
+    from ..collection_info import stored_spec
     from ..search import resolve_spec
 
     where = target(backend, collection, data_dir, dsn, url, faiss_path)
@@ -83,7 +84,14 @@ def ingest_cmd(
                scale_factor=scale_factor, min_neighbors=min_neighbors, jitter=jitter, max_side=max_side)
     reports = []
     with Manifest(where.home / MANIFEST_NAME) as manifest:
-        spec = resolve_spec(manifest, backend, collection, embedder, model)
+        stored = None  # not ingested from here: the collection's own description, if it exists
+        if manifest.embedder(backend, collection) is None:
+            try:
+                with where.open(create=False) as existing:
+                    stored = stored_spec(existing)
+            except UnknownCollection:
+                pass
+        spec = resolve_spec(manifest, backend, collection, embedder, model, stored)
         emb = make_embedder(spec, device=device, **{k: v for k, v in det.items() if v is not None})
         with where.open(emb.dim, "cosine") as store:
             pruned = prune_missing(store, paths, manifest) if prune else None
