@@ -33,6 +33,9 @@ from .weaviate_schema import VECTOR
 
 PAGE = 1000  # objects read per cursor page
 PROBE_K = 10  # results per self-search
+# an object a self-search misses is searched again this wide (HNSW's ef is at least the limit) before
+# it counts as missing: a graph search is approximate, and a narrow one can pass by an indexed object
+RECHECK_K = 200
 THREADS = 4  # concurrent self-searches
 SAME = 1e-6  # distances below this are "the same vector"
 
@@ -46,13 +49,16 @@ def _page(store: Any, after: Any) -> list[Any]:
 def _missing(coll: Any, objects: list[Any], k: int) -> list[Any]:
     """The objects of one page that a search with their own vector does not return."""
 
-    def found(o: Any) -> bool:
-        res = coll.query.near_vector(near_vector=o.vector[VECTOR], limit=k, target_vector=VECTOR,
+    def found_within(o: Any, limit: int) -> bool:
+        res = coll.query.near_vector(near_vector=o.vector[VECTOR], limit=limit, target_vector=VECTOR,
                                      return_metadata=MetadataQuery(distance=True), return_properties=[])
         if any(h.uuid == o.uuid for h in res.objects):
             return True
-        # k other objects with this very vector: it cannot be told apart, count it as found
-        return len(res.objects) >= k and all(abs(h.metadata.distance or 0.0) < SAME for h in res.objects)
+        # limit other objects with this very vector: it cannot be told apart, count it as found
+        return len(res.objects) >= limit and all(abs(h.metadata.distance or 0.0) < SAME for h in res.objects)
+
+    def found(o: Any) -> bool:
+        return found_within(o, k) or found_within(o, max(k, RECHECK_K))
 
     with ThreadPoolExecutor(THREADS) as pool:
         return [o for o, ok in zip(objects, pool.map(found, objects)) if not ok]
