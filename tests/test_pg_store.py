@@ -82,6 +82,9 @@ def test_every_method_converts_server_errors(pg, admin):
                  s.storage_bytes):
         with pytest.raises(BackendError):
             call()
+    # listing the backend's collections names the damaged one instead of failing for all of them
+    listed = {c.name: c for c in type(s).list_collections(**pg.options)}
+    assert listed["vanishing"].problem and listed["vanishing"].count is None
     admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
                   "AND query NOT LIKE '%%pg_terminate_backend%%' AND backend_type = 'client backend' "
                   "AND pid = %s", (s._c().info.backend_pid,))

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .errors import (
+    BackendError,
     CollectionMismatch,
     InvalidArgument,
     StoreClosed,
@@ -49,13 +50,15 @@ class CollectionSummary:
     dim: int
     metric: str
     index: str
-    count: int
+    count: int | None
     size_bytes: int | None
     info: dict[str, Any] = field(default_factory=dict)
+    #: why count and size could not be read (a damaged collection: its table or files are gone)
+    problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "metric": self.metric, "index": self.index,
-                "count": self.count, "size_bytes": self.size_bytes, "info": self.info}
+                "count": self.count, "size_bytes": self.size_bytes, "info": self.info, "problem": self.problem}
 
 
 @dataclass
@@ -277,11 +280,14 @@ class VectorStore(abc.ABC):
             except (UnknownCollection, InvalidArgument):
                 continue  # dropped meanwhile, not finished being created, or not a vecface name
             with store:
-                size = store.storage_bytes()
                 params = ",".join(f"{k}={v}" for k, v in vars(store.index).items() if v is not None)
-                out.append(CollectionSummary(name, store.dim, store.metric.label,
-                                             store.index.kind + (f":{params}" if params else ""), store.count(),
-                                             size, store.info))
+                summary = CollectionSummary(name, store.dim, store.metric.label,
+                                            store.index.kind + (f":{params}" if params else ""), None, None, store.info)
+                try:
+                    summary.count, summary.size_bytes = store.count(), store.storage_bytes()
+                except BackendError as e:  # one damaged collection must not hide the others
+                    summary.problem = str(e)
+                out.append(summary)
         return out
 
     def drop(self) -> None:

@@ -68,13 +68,14 @@ def collections_cmd(
             for row, c in zip(rows, found):
                 own = spec_of(c.info)
                 row.update(dim=c.dim, metric=c.metric, index=c.index, count=c.count, size_bytes=c.size_bytes,
-                           created=row["created"] or c.info.get("created"))
+                           created=row["created"] or c.info.get("created"), problem=c.problem)
                 if row["embedder"] is None and own is not None:
                     row.update(embedder=own.kind, model=own.model)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    cols = (("backend", "collection", "embedder", "dim", "metric", "index", "count", "size_bytes", "files", "created")
+    cols = (("backend", "collection", "embedder", "dim", "metric", "index", "count", "size_bytes", "files", "created",
+             "problem")
             if backend is not None else ("backend", "collection", "embedder", "dim", "files", "records", "created"))
     title = f"{backend} collections" if backend is not None else f"collections ingested here ({manifest.path})"
     table = Table(title=f"vecface {title}", title_justify="left")
