@@ -73,14 +73,21 @@ class Relay:
                     pass
 
 
-def test_a_dead_node_mid_session_moves_the_store_to_a_live_one(weaviate_options):
+def _relayed_and_direct(weaviate_options):
+    """Relays in front of the local server's HTTP and gRPC ports, and two node URLs: first through
+    the relays (a node that can be killed), then direct (the live node)."""
     from vecface.backends import weaviate_server
 
     info = weaviate_server.running(weaviate_options.get("data_dir"))
     if info is None:
         pytest.skip("needs the local server")
     http, grpc = Relay(info.http_port), Relay(info.grpc_port)
-    urls = [f"http://127.0.0.1:{http.port}?grpc={grpc.port}", f"http://127.0.0.1:{info.http_port}?grpc={info.grpc_port}"]
+    return http, grpc, [f"http://127.0.0.1:{http.port}?grpc={grpc.port}",
+                        f"http://127.0.0.1:{info.http_port}?grpc={info.grpc_port}"]
+
+
+def test_a_dead_node_mid_session_moves_the_store_to_a_live_one(weaviate_options):
+    http, grpc, urls = _relayed_and_direct(weaviate_options)
     x = clustered(30, 8)
     store = vecface.open_store("weaviate", "failover", 8, "cosine", url=urls)
     try:
@@ -101,13 +108,7 @@ def test_a_dead_node_mid_session_moves_the_store_to_a_live_one(weaviate_options)
 def test_a_search_on_a_node_that_dies_moves_within_seconds(weaviate_options):
     """The client retries a search on a dead node for a minute; the store's watch of the node
     closes that client after two failed liveness probes, and the search moves to the live node."""
-    from vecface.backends import weaviate_server
-
-    info = weaviate_server.running(weaviate_options.get("data_dir"))
-    if info is None:
-        pytest.skip("needs the local server")
-    http, grpc = Relay(info.http_port), Relay(info.grpc_port)
-    urls = [f"http://127.0.0.1:{http.port}?grpc={grpc.port}", f"http://127.0.0.1:{info.http_port}?grpc={info.grpc_port}"]
+    http, grpc, urls = _relayed_and_direct(weaviate_options)
     x = clustered(20, 8)
     store = vecface.open_store("weaviate", "failover_search", 8, "cosine", url=urls)
     try:
