@@ -7,6 +7,7 @@
   the circle (:meth:`Near.box`); :func:`search_near` then keeps the hits whose great-circle
   (haversine) distance is within ``km``, asking the store for more until it has ``k`` of them or
   there are no more.
+- :func:`bounding_box`: ``--box S,W,N,E`` as lat/lon ranges the backends filter on natively.
 """
 
 from __future__ import annotations
@@ -88,6 +89,25 @@ class Near:
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)):
             return False
         return haversine_km(self.lat, self.lon, float(lat), float(lon)) <= self.km
+
+
+def bounding_box(text: str) -> dict[str, Range]:
+    """``"36.9,-9.6,42.2,-6.2"`` (south, west, north, east in decimal degrees) as ``lat``/``lon``
+    ranges. A box crossing the 180th meridian (west east of east) is refused: a range cannot wrap."""
+    try:
+        south, west, north, east = (float(p.strip()) for p in str(text).split(","))
+    except ValueError:
+        raise InvalidArgument(f"--box takes SOUTH,WEST,NORTH,EAST in decimal degrees "
+                              f"(such as 36.9,-9.6,42.2,-6.2), got {text!r}") from None
+    for name, value, limit in (("south", south, 90), ("north", north, 90), ("west", west, 180), ("east", east, 180)):
+        if not -limit <= value <= limit:
+            raise InvalidArgument(f"the {name} edge of --box must be between -{limit} and {limit}, got {value}")
+    if south > north:
+        raise InvalidArgument(f"the south edge of --box ({south}) is north of its north edge ({north})")
+    if west > east:
+        raise InvalidArgument(f"the west edge of --box ({west}) is east of its east edge ({east}); a box across the "
+                              "180th meridian is two searches, one each side")
+    return {"lat": Range(south, north), "lon": Range(west, east)}
 
 
 def _intersect(a: Range | None, b: Range) -> Range:
