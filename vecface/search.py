@@ -32,7 +32,7 @@ from .errors import InvalidArgument, NoFaceFound, UnknownCollection, UnknownReco
 from .manifest import MANIFEST_NAME, Manifest, check_spec
 from .store import VectorStore
 from .types import MAX_K, Hit, Record, validate_k
-from .whenwhere import Near, search_near
+from .whenwhere import Near, date_range, search_near
 
 MAX_ID_LENGTH = 256
 
@@ -75,6 +75,25 @@ def make_filter(tag: str | list[str] | None = None, more: dict[str, Any] | None 
     (:func:`vecface.filters.normalise_filter`)."""
     flt = {**(more or {}), **({"tag": tag} if tag is not None else {})}
     flt = {key: value for key, value in flt.items() if value not in (None, "", [], ())}
+    return flt or None
+
+
+def query_filter(store: VectorStore, *, person: str | list[str] | None = None, since: str | None = None,
+                 until: str | None = None, camera: str | None = None, people: Any = None) -> dict[str, Any] | None:
+    """The filter of a search by who, when and which camera (``vecface search --person --since
+    --until --camera`` and the web page's filters): people named or numbered (``Grandpa``, ``p3``)
+    as their ids (:func:`vecface.people.resolve`, with the people table ``people``), ``since`` and
+    ``until`` as a ``taken`` range (:func:`vecface.whenwhere.date_range`), ``camera`` as it is.
+    Blank values are not filtered on; None when nothing is."""
+    from .people import resolve
+
+    flt: dict[str, Any] = dict(date_range(since or None, until or None) or {})
+    if camera and camera.strip():
+        flt["camera"] = camera.strip()
+    wanted = [person] if isinstance(person, str) else list(person or [])
+    wanted = [w.strip() for w in wanted if w and w.strip()]
+    if wanted:
+        flt["person"] = resolve(store, wanted, people)
     return flt or None
 
 

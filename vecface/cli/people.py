@@ -157,14 +157,13 @@ def assign_cmd(backend: Backend = "faiss", collection: Collection = "photos", th
 
 def search_filter(store, home, person: list[str] | None = None, since: str | None = None, until: str | None = None,
                   camera: str | None = None) -> dict | None:
-    """The filter of ``vecface search --person/--since/--until/--camera``: people named or
-    numbered (``Grandpa``, ``p3``) as their ids, dates as a ``taken`` range."""
+    """The filter of ``vecface search --person/--since/--until/--camera``
+    (:func:`vecface.search.query_filter`, with the people table in ``home``)."""
     from ..manifest import MANIFEST_NAME
-    from ..people import PeopleTable, resolve
-    from ..whenwhere import date_range
+    from ..people import PeopleTable
+    from ..search import query_filter
 
-    flt = {**(date_range(since, until) or {}), **({"camera": camera} if camera else {})}
-    if person:
-        with PeopleTable(home / MANIFEST_NAME) as table:
-            flt["person"] = resolve(store, person, table)
-    return flt or None
+    if not person:
+        return query_filter(store, since=since, until=until, camera=camera)
+    with PeopleTable(home / MANIFEST_NAME) as table:
+        return query_filter(store, person=person, since=since, until=until, camera=camera, people=table)
