@@ -387,6 +387,16 @@ class FaissStore(VectorStore):
         self._refresh()
         return self._view.cols.alive_count
 
+    def _ids(self) -> list[str]:
+        """The live slots of the in-memory id column."""
+        self._refresh()
+        self._state.acquire_read()
+        try:
+            cols = self._view.cols
+            return cols.ids[:cols.n][cols.alive[:cols.n]].tolist()
+        finally:
+            self._state.release_read()
+
     def _search(self, queries: np.ndarray, k: int, flt: dict[str, Any] | None) -> list[list[Hit]]:
         self._refresh()
         self._state.acquire_read()

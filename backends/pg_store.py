@@ -223,6 +223,18 @@ class PgVectorStore(VectorStore):
         with self._lock:
             return int(self._c().execute(sql.SQL("SELECT count(*) FROM {t}").format(t=self._n.table)).fetchone()[0])
 
+    @converts_errors("listing record ids")
+    def _ids(self) -> list[str]:
+        """Every id, read in pages of 10,000 along the primary key (no big result held by the server)."""
+        out: list[str] = []
+        page = sql.SQL("SELECT id FROM {t} WHERE id > %s ORDER BY id LIMIT 10000").format(t=self._n.table)
+        while True:
+            with self._lock:
+                rows = self._c().execute(page, (out[-1] if out else "",)).fetchall()
+            out.extend(r[0] for r in rows)
+            if len(rows) < 10000:
+                return out
+
     def _settings(self) -> pg_query.Settings:
         q = self._query
         return pg_query.Settings(q.ef_search or pg_query.Settings.ef_search, q.probes or pg_query.Settings.probes,

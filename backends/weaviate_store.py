@@ -347,6 +347,12 @@ class WeaviateStore(VectorStore):
                                       json.loads(o.properties.get("meta") or "{}")))
         return out
 
+    @_op("listing record ids")
+    def _ids(self) -> list[str]:
+        """The client's cursor iterator over the collection, fetching only the ``vid`` property."""
+        with self._lock:
+            return [o.properties["vid"] for o in self._coll().iterator(return_properties=["vid"], cache_size=5000)]
+
     @_op("count")
     def _count(self, cls: str | None = None) -> int:
         with self._lock:

@@ -277,6 +277,19 @@ def test_delete_then_search_on_every_index(store_factory):
         assert victim not in [h.id for h in s.search(x[10], k=10)]
 
 
+def test_ids_lists_every_record_once(store_factory):
+    s = store_factory(dim=8)
+    assert s.ids() == []
+    x = clustered(60, 8)
+    s.upsert(_records(x))
+    s.upsert([Record("r0", x[1], {"tag": "z"})])  # replaced: still one id
+    s.delete(["r5", "r6"])
+    want = sorted(f"r{i}" for i in range(60) if i not in (5, 6))
+    assert s.ids() == want
+    s.build_index(HNSW(m=8, ef_construction=32))
+    assert s.ids() == want == sorted({r.id for r in s.get(want)})
+
+
 def test_drop_removes_collection(store_factory):
     s = store_factory(dim=8)
     s.upsert(_records(clustered(5, 8)))

@@ -206,6 +206,13 @@ class VectorStore(abc.ABC):
         self._check_open()
         return self._count()
 
+    def ids(self) -> list[str]:
+        """Every record id of the collection, sorted (read from the backend itself, so another
+        machine without the local ingest manifest sees them too). Raises UnsupportedOperation
+        where the backend cannot list them."""
+        self._check_open()
+        return sorted(self._ids())
+
     def search(self, vector: Any, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[Hit]:
         """The k nearest records to ``vector`` (closest first), optionally filtered on metadata."""
         vec = np.asarray(vector, dtype=np.float32) if not isinstance(vector, np.ndarray) else vector
@@ -386,6 +393,10 @@ class VectorStore(abc.ABC):
 
     def _index_size(self) -> int | None:
         return None
+
+    def _ids(self) -> Iterable[str]:
+        """Every record id (see :meth:`ids`); backends override this."""
+        raise UnsupportedOperation(f"the {self.backend} backend cannot list its record ids")
 
     def _read_info(self) -> dict[str, Any] | None:
         """The stored description (see :attr:`info`); backends that keep one override this."""
