@@ -387,8 +387,7 @@ class FaissStore(VectorStore):
         self._refresh()
         return self._view.cols.alive_count
 
-    def _ids(self) -> list[str]:
-        """The live slots of the in-memory id column."""
+    def _ids(self) -> list[str]:  # the live slots of the in-memory id column
         self._refresh()
         self._state.acquire_read()
         try:
