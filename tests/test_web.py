@@ -301,10 +301,12 @@ def test_page_and_openapi(face_client):
     assert js.status_code == 200 and "getUserMedia" in js.text
     spec = face_client.get("/openapi.json").json()
     for path in ("/api/search/image", "/api/search/text", "/api/search/id/{record_id}", "/api/health",
-                 "/api/thumb/{record_id}"):
+                 "/api/thumb/{record_id}", "/api/people", "/api/people/{person}/face", "/api/people/{person}/photos",
+                 "/api/people/{person}"):
         assert path in spec["paths"], path
     body = spec["paths"]["/api/search/image"]["post"]["requestBody"]["content"]["multipart/form-data"]
-    assert set(body["schema"]["properties"]) == {"image", "k", "tag", "face"}
+    assert set(body["schema"]["properties"]) == {"image", "k", "tag", "face", "since", "until", "camera", "person",
+                                                 "near", "km"}
     assert face_client.get("/docs").status_code == 200
 
 

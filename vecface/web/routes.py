@@ -6,6 +6,10 @@
 * ``GET /api/search/id/{record_id}`` search with a stored record's own vector.
 * ``GET /api/health`` backend, collection, embedder, record count.
 * ``GET /api/thumb/{record_id}`` a JPEG thumbnail of a stored record's image.
+* ``GET /api/people``, ``GET /api/people/{person}/face``, ``GET /api/people/{person}/photos``,
+  ``PUT /api/people/{person}``: the People view (:mod:`.people`).
+* The searches take the filters ``since``, ``until``, ``camera``, ``person``, ``near`` (LAT,LON)
+  and ``km``, made into the same native filter as ``vecface search``'s (:class:`.schemas.FiltersIn`).
 * ``GET /docs`` FastAPI's OpenAPI page.
 
 Every error is JSON ``{"error": "..."}``: 400 bad input, 404 unknown record (or path), 413 too
@@ -19,9 +23,10 @@ import logging
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from fastapi import FastAPI, Query, Request
+from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -33,7 +38,9 @@ from ..errors import VecfaceError
 from ..store import VectorStore
 from .errors import WebError, as_web_error
 from .guard import LOCAL_HOSTS, BodyTooLarge, RequestGuard
-from .schemas import ERRORS, IMAGE_BODY, IMAGE_ERRORS, MAX_K, MAX_TAG, ErrorOut, HealthOut, SearchOut, TextQuery
+from .people import add_routes as add_people_routes
+from .schemas import (ERRORS, IMAGE_BODY, IMAGE_ERRORS, MAX_K, MAX_TAG, ErrorOut, FiltersIn, HealthOut, SearchOut,
+                      TextQuery)
 from .service import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD, SearchService
 from .uploads import read_image_form
 
@@ -97,19 +104,23 @@ def create_app(backend: str, collection: str, *, store: VectorStore | None = Non
 
         In a face collection a photo with several faces answers 422 with ``faces`` (their boxes)
         and ``choose_face: true``: ask again with ``face=N``."""
-        data, k, tag, face = await read_image_form(request)
-        return await run_in_threadpool(service.search_image, data, 10 if k is None else k, tag, face)
+        data, k, tag, face, fields = await read_image_form(request)
+        try:
+            filters = FiltersIn(**fields)
+        except ValidationError as e:
+            raise RequestValidationError(e.errors()) from None
+        return await run_in_threadpool(service.search_image, data, 10 if k is None else k, tag, face, filters)
 
     @app.post("/api/search/text", response_model=SearchOut, tags=["search"], responses=ERRORS)
     def search_text(body: TextQuery):
         """Search with a sentence (CLIP collections only; face-dlib has no text model)."""
-        return service.search_text(body.text, body.k, body.tag)
+        return service.search_text(body.text, body.k, body.tag, body)
 
     @app.get("/api/search/id/{record_id}", response_model=SearchOut, tags=["search"], responses=ERRORS)
-    def search_id(record_id: str, k: int = Query(10, ge=1, le=MAX_K),
+    def search_id(record_id: str, filters: Annotated[FiltersIn, Query()], k: int = Query(10, ge=1, le=MAX_K),
                   tag: Optional[str] = Query(None, max_length=MAX_TAG)):
         """Search with a stored record's own vector ("more like this"); the record itself is left out."""
-        return service.search_id(record_id, k, tag)
+        return service.search_id(record_id, k, tag, filters)
 
     @app.get("/api/thumb/{record_id}", tags=["images"], response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}, 410: {"model": ErrorOut}})
@@ -118,6 +129,7 @@ def create_app(backend: str, collection: str, *, store: VectorStore | None = Non
         return Response(service.thumbnail(record_id), media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})
 
+    add_people_routes(app, service)
     return app
 
 

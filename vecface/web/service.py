@@ -4,6 +4,7 @@ is :mod:`vecface.search`'s, the same the CLI runs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -14,11 +15,12 @@ from urllib.parse import quote
 from .. import search
 from ..config import data_dir as vecface_data_dir
 from ..embedders import Embedder
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, UnknownRecord
 from ..store import VectorStore
 from ..types import Hit
+from ..whenwhere import Near
 from .errors import WebError
-from .schemas import MAX_K, MAX_TAG
+from .schemas import MAX_K, MAX_TAG, FiltersIn
 from .thumbs import THUMB_SIDE, thumbnail
 from .uploads import validate_image
 
@@ -73,33 +75,65 @@ class SearchService:
                              "per_face": e.per_face},
                 "max_upload_bytes": self.max_upload, "max_k": MAX_K}
 
+    @contextlib.contextmanager
+    def people_table(self):
+        """The people table of this data directory, to pass to :mod:`vecface.people`'s functions."""
+        from ..manifest import MANIFEST_NAME
+        from ..people import PeopleTable
+
+        with PeopleTable(self.home / MANIFEST_NAME) as table:
+            yield table
+
     # ---- searches
-    def search_image(self, data: bytes, k: int, tag: str | None, face: int | None) -> dict[str, Any]:
+    def search_image(self, data: bytes, k: int, tag: str | None, face: int | None,
+                     filters: FiltersIn | None = None) -> dict[str, Any]:
         k, tag = _check_k(k), _check_tag(tag)
         validate_image(data, self.max_upload, self.max_pixels)
         with self.lock:
+            flt, near = self._where(filters)
             result = search.search_image(self.store, self.embedder, data, k, tag=tag, face=face,
-                                         max_pixels=self.max_pixels)
+                                         max_pixels=self.max_pixels, filter=flt, near=near)
         query = {key: v for key, v in result.query.items() if key not in ("image", "faces_found")}
-        return self._answer(result, query, k, tag)
+        return self.answer(result, query, k, tag, filters)
 
-    def search_text(self, text: str, k: int, tag: str | None) -> dict[str, Any]:
+    def search_text(self, text: str, k: int, tag: str | None, filters: FiltersIn | None = None) -> dict[str, Any]:
         k, tag = _check_k(k), _check_tag(tag)
         with self.lock:
-            result = search.search_text(self.store, self.embedder, text, k, tag=tag)
-        return self._answer(result, result.query, k, tag)
+            flt, near = self._where(filters)
+            result = search.search_text(self.store, self.embedder, text, k, tag=tag, filter=flt, near=near)
+        return self.answer(result, result.query, k, tag, filters)
 
-    def search_id(self, record_id: str, k: int, tag: str | None) -> dict[str, Any]:
+    def search_id(self, record_id: str, k: int, tag: str | None, filters: FiltersIn | None = None) -> dict[str, Any]:
         k, tag = _check_k(k), _check_tag(tag)
         with self.lock:
-            result = search.search_id(self.store, record_id, k, tag=tag)
+            flt, near = self._where(filters)
+            result = search.search_id(self.store, record_id, k, tag=tag, filter=flt, near=near)
         q = result.query
         query = {"mode": "id", "id": record_id, "file": _basename(q["path"]), "bbox": q["bbox"],
                  "thumb": thumb_url(record_id)}
-        return self._answer(result, query, k, tag)
+        return self.answer(result, query, k, tag, filters)
 
-    def _answer(self, result: search.SearchResult, query: dict[str, Any], k: int, tag: str | None) -> dict[str, Any]:
-        return {"query": query, "k": k, "tag": tag, "embed_ms": result.embed_ms, "search_ms": result.search_ms,
+    def _where(self, f: FiltersIn | None) -> tuple[dict[str, Any] | None, Near | None]:
+        """The native filter and the place of the search filters (:func:`vecface.search.query_filter`
+        and :meth:`vecface.whenwhere.Near.parse`, as the CLI's); a person nobody is, is bad input (400)."""
+        if f is None:
+            return None, None
+        if f.km is not None and not f.near:
+            raise WebError(400, "km is the radius of near: give near=LAT,LON too")
+        near = Near.parse(f.near, 50.0 if f.km is None else f.km) if f.near else None
+        try:
+            with self.people_table() if f.person else contextlib.nullcontext() as table:
+                flt = search.query_filter(self.store, person=f.person, since=f.since, until=f.until,
+                                          camera=f.camera, people=table)
+        except UnknownRecord as e:
+            raise WebError(400, str(e)) from None
+        return flt, near
+
+    def answer(self, result: search.SearchResult, query: dict[str, Any], k: int, tag: str | None,
+               filters: FiltersIn | None = None) -> dict[str, Any]:
+        """The JSON of a search result (:class:`~vecface.web.schemas.SearchOut`)."""
+        return {"query": query, "k": k, "tag": tag, "filters": filters.given() if filters else {},
+                "embed_ms": result.embed_ms, "search_ms": result.search_ms,
                 "hits": [_hit(n, h) for n, h in enumerate(result.hits, 1)]}
 
     # ---- thumbnails
@@ -119,7 +153,8 @@ def _hit(rank: int, h: Hit) -> dict[str, Any]:
         size = _image_size(h.path)  # the box is drawn in proportion to the original image
     return {"rank": rank, "id": h.id, "file": _basename(h.path), "similarity": h.similarity,
             "distance": h.distance, "tag": meta.get("tag"), "bbox": h.bbox, "face": meta.get("face"),
-            "image_size": size, "thumb": thumb_url(h.id)}
+            "image_size": size, **{key: meta.get(key) for key in ("person", "taken", "camera", "lat", "lon")},
+            "thumb": thumb_url(h.id)}
 
 
 def thumb_url(record_id: str) -> str:

@@ -23,11 +23,15 @@ class _MemoryMultiPartParser(MultiPartParser):
     spool_max_size = sys.maxsize  # keep the file in memory: the request guard bounds it
 
 
-async def read_image_form(request: Request) -> tuple[bytes, int | None, str | None, int | None]:
-    """The ``image`` file and the ``k``, ``tag`` and ``face`` fields of a multipart upload."""
+FILTER_FIELDS = ("since", "until", "camera", "person", "near", "km")  # FiltersIn's, as form fields
+
+
+async def read_image_form(request: Request) -> tuple[bytes, int | None, str | None, int | None, dict[str, str]]:
+    """The ``image`` file, the ``k``, ``tag`` and ``face`` fields and the filter fields (text, as
+    sent: :class:`~vecface.web.schemas.FiltersIn` checks them) of a multipart upload."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise WebError(415, "send the image as multipart/form-data with a file field named 'image'")
-    parser = _MemoryMultiPartParser(request.headers, request.stream(), max_files=1, max_fields=10,
+    parser = _MemoryMultiPartParser(request.headers, request.stream(), max_files=1, max_fields=16,
                                     max_part_size=4096)
     try:
         form = await parser.parse()
@@ -39,7 +43,15 @@ async def read_image_form(request: Request) -> tuple[bytes, int | None, str | No
             raise WebError(400, "the form has no file field named 'image'")
         data = await upload.read()
         tag = form.get("tag")
-        return data, int_field(form.get("k"), "k"), tag if isinstance(tag, str) else None, int_field(form.get("face"), "face")
+        filters = {}
+        for name in FILTER_FIELDS:
+            value = form.get(name)
+            if value is not None and not isinstance(value, str):
+                raise WebError(400, f"{name} must be a text field, not a file")
+            if value is not None and value.strip():
+                filters[name] = value.strip()
+        return (data, int_field(form.get("k"), "k"), tag if isinstance(tag, str) else None,
+                int_field(form.get("face"), "face"), filters)
     finally:
         await form.close()
 
