@@ -49,7 +49,8 @@ class FiltersIn(BaseModel):
 
     def given(self) -> dict[str, Any]:
         """The filters given (not blank), as sent."""
-        return {k: v for k, v in self.model_dump().items() if v is not None and v != ""}
+        values = ((name, getattr(self, name)) for name in FiltersIn.model_fields)
+        return {name: v for name, v in values if v is not None and v != ""}
 
 
 class SearchOut(BaseModel):
