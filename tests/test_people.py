@@ -30,11 +30,10 @@ def photo_folder(tmp_path_factory):
 
 
 @pytest.fixture
-def books(tmp_path):
-    """The ingest manifest and the people table of this test (one SQLite file)."""
-    path = tmp_path / "ingest.sqlite"
-    with Manifest(path) as m, people.PeopleTable(path) as t:
-        yield m, t
+def manifest(tmp_path):
+    """The ingest manifest of this test (the people themselves are kept in the store)."""
+    with Manifest(tmp_path / "ingest.sqlite") as m:
+        yield m
 
 
 def _ingest(store, root, dlib_embedder, manifest, people=False):
@@ -49,10 +48,10 @@ def _truth(photos):
     return {str(p.path): p.people for p in photos}
 
 
-def _groups(store, manifest):
+def _groups(store):
     """person id -> list of (path, bbox) of its faces."""
     out = defaultdict(list)
-    for rec in store.get(people.collection_ids(store, manifest)):
+    for rec in store.get(store.ids()):
         out[rec.metadata.get("person")].append((rec.metadata["path"], rec.metadata["bbox"]))
     return out
 
@@ -80,34 +79,33 @@ def test_cluster_groups_tight_vectors_and_checks_threshold():
             grouping.cluster(x, bad)
 
 
-def test_people_grouped_named_and_searched_by_person_and_date(store_factory, photo_folder, dlib_embedder, books):
+def test_people_grouped_named_and_searched_by_person_and_date(store_factory, photo_folder, dlib_embedder, manifest):
     """The issue's acceptance test: each person's faces in one group, different people apart, and
     a search with person= and a taken range returns only their photos in that range."""
     root, photos = photo_folder
-    manifest, table = books
     store = store_factory(dim=dlib_embedder.dim)
     _ingest(store, root, dlib_embedder, manifest)
-    report = people.group(store, manifest=manifest, table=table)
+    report = people.group(store)
     truth = _truth(photos)
-    groups = _groups(store, manifest)
+    groups = _groups(store)
     assert None not in groups  # every face has a person
     names = {pid: _name_of(faces, truth) for pid, faces in groups.items()}
     assert sorted(names.values()) == sorted({"eileen", "grace", "alex", "blake", "casey"})  # apart, and one each
     for pid, faces in groups.items():  # each person's faces all in their group, the group photo's too
         assert {p for p, _ in faces} == {p for p, who in truth.items() if names[pid] in who}
     assert [p.faces for p in report.people] == sorted((len(f) for f in groups.values()), reverse=True)
-    assert all(p.representative in {r.id for r in store.get(people.collection_ids(store, manifest))
+    assert all(p.representative in {r.id for r in store.get(store.ids())
                                     if r.metadata["person"] == p.id} for p in report.people)
 
     grace = next(pid for pid, n in names.items() if n == "grace")
-    people.rename(store, grace, "Grace Hopper", table)
-    assert people.resolve(store, "grace hopper", table) == [grace]
+    people.rename(store, grace, "Grace Hopper")
+    assert people.resolve(store, "grace hopper") == [grace]
     with pytest.raises(UnknownRecord, match="no person 'Ada'"):
-        people.resolve(store, "Ada", table)
+        people.resolve(store, "Ada")
 
     # person= and a taken range: grace's photos are dated 2024-01-02, -02-02, -03-02, -04-02 and the group photo 03-15
-    flt = {"person": people.resolve(store, "Grace Hopper", table), "taken": {"gte": "2024-02-01", "lte": "2024-03-31"}}
-    query = next(r.vector for r in store.get(people.collection_ids(store, manifest)) if r.metadata["person"] != grace)
+    flt = {"person": people.resolve(store, "Grace Hopper"), "taken": {"gte": "2024-02-01", "lte": "2024-03-31"}}
+    query = next(r.vector for r in store.get(store.ids()) if r.metadata["person"] != grace)
     hits = store.search(query, k=50, filter=flt)
     want = {str(p.path) for p in photos if "grace" in p.people and datetime(2024, 2, 1) <= p.taken <= datetime(2024, 3, 31)}
     assert len(want) == 3
@@ -115,31 +113,30 @@ def test_people_grouped_named_and_searched_by_person_and_date(store_factory, pho
     assert all(h.metadata["person"] == grace for h in hits)
 
 
-def test_merge_split_unassign_survive_regrouping(photo_folder, dlib_embedder, books, faiss_options):
+def test_merge_split_unassign_survive_regrouping(photo_folder, dlib_embedder, manifest, faiss_options):
     import vecface
 
     root, photos = photo_folder
-    manifest, table = books
     with vecface.open_store("faiss", "people_edit", dlib_embedder.dim, "cosine", **faiss_options) as store:
         try:
             _ingest(store, root, dlib_embedder, manifest)
-            people.group(store, manifest=manifest, table=table)
+            people.group(store)
             truth = _truth(photos)
-            ids = {_name_of(f, truth): pid for pid, f in _groups(store, manifest).items()}
-            people.rename(store, ids["alex"], "Alex", table)
+            ids = {_name_of(f, truth): pid for pid, f in _groups(store).items()}
+            people.rename(store, ids["alex"], "Alex")
             with pytest.raises(InvalidArgument, match="already named"):
-                people.rename(store, ids["blake"], "alex", table)
-            merged = people.merge(store, ids["blake"], "Alex", manifest=manifest, table=table)
+                people.rename(store, ids["blake"], "alex")
+            merged = people.merge(store, ids["blake"], "Alex")
             assert merged.id == ids["blake"] and merged.name == "Alex" and merged.faces == 8
             # one of casey's faces is wrong: take it out; another becomes a person of its own
-            casey = [r for r in store.get(people.collection_ids(store, manifest)) if r.metadata["person"] == ids["casey"]]
-            assert people.unassign(store, [casey[0].id], manifest=manifest, table=table) == 1
-            alone = people.split(store, [casey[1].id], manifest=manifest, table=table)
+            casey = [r for r in store.get(store.ids()) if r.metadata["person"] == ids["casey"]]
+            assert people.unassign(store, [casey[0].id]) == 1
+            alone = people.split(store, [casey[1].id])
             assert alone.faces == 1 and alone.id not in ids.values()
             with pytest.raises(UnknownRecord):
-                people.unassign(store, ["no-such-face"], manifest=manifest, table=table)
+                people.unassign(store, ["no-such-face"])
 
-            again = people.group(store, manifest=manifest, table=table)  # keeps ids, names, merge and hand edits
+            again = people.group(store)  # keeps ids, names, merge and hand edits
             by_id = {p.id: p for p in again.people}
             assert by_id[ids["blake"]].name == "Alex" and by_id[ids["blake"]].faces == 8
             assert ids["alex"] not in by_id
@@ -147,33 +144,32 @@ def test_merge_split_unassign_survive_regrouping(photo_folder, dlib_embedder, bo
             (gone,) = store.get([casey[0].id])
             assert "person" not in gone.metadata and gone.metadata["person_fixed"] is True
             assert by_id[ids["eileen"]].faces == 5 and by_id[ids["grace"]].faces == 5
-            fresh = people.group(store, fresh=True, manifest=manifest, table=table)
+            fresh = people.group(store, fresh=True)
             assert len(fresh.people) == 6  # alex and blake apart again; the split face stays alone
         finally:
             store.drop()
 
 
-def test_new_photos_join_known_people(tmp_path, dlib_embedder, books, store_factory):
+def test_new_photos_join_known_people(tmp_path, dlib_embedder, manifest, store_factory):
     """On each backend: new faces join their person through a search filtered on the known people."""
-    manifest, table = books
     first, later = tmp_path / "first", tmp_path / "later"
     build(first, per_person=3, people=["eileen", "grace", "alex"], group_photo=False)
     later_photos = build(later, per_person=5, people=["eileen", "blake"], group_photo=False)
     store = store_factory(dim=dlib_embedder.dim)
     _ingest(store, first, dlib_embedder, manifest)
-    assert people.assign_new(store, manifest=manifest, table=table) == {}  # no people yet: nothing to do
-    before = {p.id for p in people.group(store, manifest=manifest, table=table).people}
-    eileen = {r.metadata["person"] for r in store.get(people.collection_ids(store, manifest))
+    assert people.assign_new(store) == {}  # no people yet: nothing to do
+    before = {p.id for p in people.group(store).people}
+    eileen = {r.metadata["person"] for r in store.get(store.ids())
               if "/eileen/" in r.metadata["path"]}
     _ingest(store, later, dlib_embedder, manifest)
-    assigned = people.assign_new(store, manifest=manifest, table=table)
+    assigned = people.assign_new(store)
     assert len(assigned) == len(later_photos)
     got = {r.metadata["path"]: r.metadata["person"] for r in store.get(list(assigned))}
     assert {got[str(p.path)] for p in later_photos if p.people == ("eileen",)} == eileen
     blake = {got[str(p.path)] for p in later_photos if p.people == ("blake",)}
     assert len(blake) == 1 and not blake & before  # one new person for all of blake's photos
-    assert people.assign_new(store, manifest=manifest, table=table) == {}  # all placed now
-    assert {p.id: p.faces for p in people.list_people(store, table)} == {**{pid: 3 for pid in before - eileen},
+    assert people.assign_new(store) == {}  # all placed now
+    assert {p.id: p.faces for p in people.list_people(store)} == {**{pid: 3 for pid in before - eileen},
                                                                           **{pid: 8 for pid in eileen}, blake.pop(): 5}
 
 
@@ -235,26 +231,41 @@ def test_people_and_search_commands(photo_folder, tmp_path):
     assert res.exit_code == 1 and "same person" in res.output
 
 
-def test_ingest_places_new_faces_among_known_people(tmp_path, dlib_embedder, books, faiss_options):
+def test_ingest_places_new_faces_among_known_people(tmp_path, dlib_embedder, manifest, faiss_options):
     import vecface
 
-    manifest, table = books
     first, later = tmp_path / "first", tmp_path / "later"
     build(first, per_person=2, people=["eileen", "grace"], group_photo=False)
     build(later, per_person=3, people=["grace", "casey"], group_photo=False)
     with vecface.open_store("faiss", "people_ingest", dlib_embedder.dim, "cosine", **faiss_options) as store:
         try:
             _ingest(store, first, dlib_embedder, manifest, people=True)  # no people yet: nothing placed
-            assert all("person" not in r.metadata for r in store.get(people.collection_ids(store, manifest)))
-            people.group(store, manifest=manifest, table=table)
-            grace = {r.metadata["person"] for r in store.get(people.collection_ids(store, manifest))
+            assert all("person" not in r.metadata for r in store.get(store.ids()))
+            people.group(store)
+            grace = {r.metadata["person"] for r in store.get(store.ids())
                      if "/grace/" in r.metadata["path"]}
             _ingest(store, later, dlib_embedder, manifest, people=True)
-            placed = {r.metadata["path"]: r.metadata.get("person") for r in store.get(people.collection_ids(store, manifest))
+            placed = {r.metadata["path"]: r.metadata.get("person") for r in store.get(store.ids())
                       if str(later) in r.metadata["path"]}
             assert len(placed) == 6 and all(placed.values())
             assert {v for k, v in placed.items() if "/grace/" in k} == grace
             assert len({v for k, v in placed.items() if "/casey/" in k} - grace) == 1
-            assert len(people.list_people(store, table)) == 3
+            assert len(people.list_people(store)) == 3
         finally:
             store.drop()
+
+
+def test_two_thousand_people_fit_in_every_store(store_factory):
+    """The people travel in the collection's description (store.info): a realistic list of 2,000
+    named people (about 0.4 MB of JSON) is kept whole on every backend, next to the other info."""
+    store = store_factory(dim=8)
+    store.set_info({"embedder": {"kind": "face-dlib"}})
+    crowd = [people.Person(f"p{i}", f"Firstname Lastname {i}", 2000 - i, f"{i:032x}",
+                           f"/home/someone/Pictures/2024/Holidays in Portugal/IMG_20240815_{i:06d}.jpg",
+                           [1000 + i, 500, 1200 + i, 700]) for i in range(1, 2001)]
+    people._save(store, crowd)
+    assert people.list_people(store) == crowd
+    assert store.info["embedder"] == {"kind": "face-dlib"}
+    assert people.resolve(store, ["firstname lastname 1999", "p7"]) == ["p1999", "p7"]
+    people.rename(store, "p1999", "Grandpa")
+    assert people.list_people(store)[1998].name == "Grandpa"

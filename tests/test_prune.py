@@ -91,3 +91,51 @@ def test_prune_removes_only_gone_files_under_the_given_roots(store_factory, tmp_
             store_factory(dim=None, name=name, create=False)
         except Exception:
             pass
+
+
+def test_prune_and_changed_files_recount_the_people(store_factory, tmp_path):
+    """People's face counts (kept in the store) follow the faces: a prune and a file that changed
+    into one without a face both recount them, and a representative face that is gone is replaced."""
+    import skimage.data
+
+    name = f"prune_people_{np.random.default_rng().integers(1 << 30)}"
+    flags = ["--backend", store_factory.backend, "--collection", name]
+    for key, value in store_factory.options.items():
+        flags += [FLAGS[key], str(value)]
+
+    def cli(*args):
+        return CliRunner().invoke(app, [str(a) for a in args] + flags, catch_exceptions=False)
+
+    def listed():
+        res = cli("people", "list", "--json")
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    photos = _photos(tmp_path / "a", ["one.jpg", "two.jpg", "three.jpg"])
+    try:
+        assert cli("ingest", tmp_path / "a", "--embedder", "face-dlib", "--workers", "0", "--no-progress").exit_code == 0
+        res = cli("people", "--json")
+        assert res.exit_code == 0, res.output
+        (person,) = json.loads(res.output)["people"]
+        assert person["faces"] == 3
+        assert cli("people", "name", person["id"], "Eileen").exit_code == 0
+
+        gone = next(p for p in photos if str(p) == person["path"])  # the representative's photo goes
+        gone.unlink()
+        res = cli("ingest", tmp_path / "a", "--prune", "--workers", "0", "--no-progress", "--json")
+        assert res.exit_code == 0 and json.loads(res.output)["records_pruned"] == 1, res.output
+        (after,) = listed()
+        assert (after["id"], after["name"], after["faces"]) == (person["id"], "Eileen", 2)
+        assert after["path"] != str(gone) and after["representative"] != person["representative"]
+
+        left = next(p for p in photos if p.exists() and str(p) != after["path"])
+        Image.fromarray(skimage.data.chelsea()).save(left, "JPEG")  # now a cat: its face record goes
+        res = cli("ingest", tmp_path / "a", "--workers", "0", "--no-progress", "--json")
+        assert json.loads(res.output)["records_deleted"] == 1, res.output
+        (last,) = listed()
+        assert (last["name"], last["faces"], last["path"]) == ("Eileen", 1, after["path"])
+    finally:
+        try:
+            store_factory(dim=None, name=name, create=False)  # dropped after the test
+        except vecface.VecfaceError:
+            pass

@@ -161,3 +161,50 @@ def test_set_info_refuses_what_is_not_json(faiss_options):
             assert store.info == {"note": "kept", "n": 1}
         finally:
             store.drop()
+
+
+def test_people_named_on_one_data_dir_are_known_on_another(shared, tmp_path):
+    """The people travel with the collection (kept in the store): a second data dir with no
+    manifest lists them with their names, searches by name, groups and renames, and the first sees it."""
+    from .people_photos import build
+
+    backend, conn, options = shared
+    name = f"shared_people_{np.random.default_rng().integers(1 << 30)}"
+    first, second = tmp_path / "first", tmp_path / "second"
+    build(tmp_path / "photos", per_person=2, people=["eileen", "grace"], group_photo=False)
+    flags = ["--backend", backend, "--collection", name, *conn]
+
+    def run(*args, home):
+        res = _cli(*args, *flags, "--data-dir", home)
+        assert res.exit_code == 0, res.output
+        return res.output
+
+    try:
+        run("ingest", tmp_path / "photos", "--embedder", "face-dlib", "--workers", "0", "--no-progress", home=first)
+        grouped = json.loads(run("people", "--json", home=first))["people"]
+        assert sorted(p["faces"] for p in grouped) == [2, 2]
+        grace = next(p for p in grouped if "/grace/" in p["path"])
+        run("people", "name", grace["id"], "Grace Hopper", home=first)
+
+        assert not (second / MANIFEST_NAME).exists()
+        listed = json.loads(run("people", "list", "--json", home=second))
+        assert {p["id"]: p["name"] for p in listed} == {p["id"]: ("Grace Hopper" if p is grace else None)
+                                                        for p in grouped}
+        hits = json.loads(run("search", tmp_path / "photos" / "eileen" / "eileen_0.jpg", "--person", "grace hopper",
+                              "-k", "10", "--json", home=second))["hits"]
+        assert sorted(os.path.basename(h["path"]) for h in hits) == ["grace_0.jpg", "grace_1.jpg"]
+
+        regrouped = json.loads(run("people", "--json", home=second))  # grouping needs no manifest either
+        assert regrouped["faces"] == 4 and regrouped["changed"] == 0
+        assert {p["id"]: p["name"] for p in regrouped["people"]} == {p["id"]: p["name"] for p in listed}
+        run("people", "name", "Grace Hopper", "Grandma", home=second)
+        again = json.loads(run("people", "list", "--json", home=first))
+        assert {p["name"] for p in again} == {"Grandma", None}
+        res = _cli("search", tmp_path / "photos" / "eileen" / "eileen_0.jpg", *flags, "--data-dir", first,
+                   "--person", "Grace Hopper")
+        assert res.exit_code == 1 and "no person 'Grace Hopper'" in res.output and "Grandma" in res.output
+    finally:
+        try:
+            vecface.open_store(backend, name, create=False, data_dir=second, **options).drop()
+        except vecface.VecfaceError:
+            pass

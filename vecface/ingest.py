@@ -150,7 +150,7 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     ``ray``: a Ray cluster's address (``"auto"``, ``"local"``, ``host:port``) to do the work on Ray
     actors instead (:mod:`vecface.ingest_ray`; ``workers`` then defaults to the cluster's CPUs).
     ``people``: where the collection has people (``vecface people``), new faces join them or start
-    new ones at the end (:func:`vecface.people.assign_new`).
+    new ones at the end, and the people are recounted (:func:`vecface.people.assign_new`).
     """
     if batch_size < 1:
         raise InvalidArgument("batch_size must be >= 1")
@@ -212,10 +212,10 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                 if len(batch) >= batch_size:
                     flush()
             flush()
-        if people and report.records_stored:
+        if people and (report.records_stored or report.records_deleted):
             from .people import assign_new
 
-            assign_new(store, manifest=manifest)
+            assign_new(store)  # places new faces and recounts (faces of changed files were deleted)
         report.seconds = time.perf_counter() - t0
         report.log_path = _write_log(report, log_dir)
         return report
@@ -287,7 +287,8 @@ def _under(path: str, roots: list[str]) -> bool:
 def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manifest: Manifest | None = None) -> PruneReport:
     """Delete the records of files under ``roots`` (folders or files, as ingest was given them) that the
     manifest holds but that are gone from disk, and forget them in the manifest. Files elsewhere, and
-    files still on disk (even unreadable ones), are not touched. The manifest is read afresh here."""
+    files still on disk (even unreadable ones), are not touched. The manifest is read afresh here.
+    The collection's people, if it has any, are recounted without the deleted faces."""
     own_manifest = manifest is None
     manifest = manifest or Manifest()
     try:
@@ -300,6 +301,10 @@ def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manif
             report.records += store.delete(ids[start:start + 500])
         if gone:
             manifest.commit(store.backend, store.name, {}, forget=gone)
+        if report.records:
+            from .people import refresh
+
+            refresh(store)  # the people's face counts and representatives without the deleted faces
         return report
     finally:
         if own_manifest:

@@ -3,48 +3,46 @@ merging, splitting and unassigning them.
 
 How it works
 ------------
-* **Grouping** (:func:`group`) reads every face vector of the collection (the record ids come from
-  the ingest manifest; the vectors from the store), links each face to its nearest neighbours that
-  lie within the embedder's same-person ``threshold`` (a cosine distance on the stored, normalised
-  vectors) and splits that graph into people with dlib's Chinese whispers
-  (``dlib.chinese_whispers``, the algorithm of dlib's own face clustering example).
+* **Grouping** (:func:`group`) reads every face vector of the collection (the record ids from the
+  store itself, :meth:`VectorStore.ids`), links each face to its nearest neighbours that lie within
+  the embedder's same-person ``threshold`` (a cosine distance on the stored, normalised vectors) and
+  splits that graph into people with dlib's Chinese whispers (``dlib.chinese_whispers``, the
+  algorithm of dlib's own face clustering example).
 * **Where it is kept.** Each face record gets a ``person`` id (``p1``, ``p2``, ...) in its metadata,
   written back by an upsert of the same id and vector with only that key changed, so every backend
   can filter on it natively (``{"person": "p3"}``). The people themselves (name, face count,
-  representative face) are a ``people`` table in the ingest manifest's SQLite file (see
-  :class:`PeopleTable`), beside the collection's files and embedder.
+  representative face) are kept in the collection's own description in the store
+  (``store.info["people"]``, see :mod:`vecface.collection_info`), so another machine pointed at the
+  same server lists, searches and edits the same people with no local manifest.
 * **Stable ids.** Grouping again keeps each group's id (the id most of its faces had), so names
   and merges survive new photos; ``fresh=True`` starts over. Faces set by hand (``unassign``,
   ``split``) carry ``person_fixed`` and are left as they are.
 * **New photos** (:func:`assign_new`) join the person of their nearest already-grouped face within
   the threshold (a filtered search of the store); the rest are grouped among themselves into new people.
+* **Counts** are recounted from the face records (:func:`refresh`) after every edit here, and by
+  ingest after it stored or deleted faces (``--prune``, changed files).
+
+The ``manifest=`` and ``table=`` parameters of the operations are accepted and ignored (the people
+lived in the local ingest manifest before they moved into the store).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InvalidArgument, UnknownCollection, UnknownRecord
+from .collection_info import stored_spec
+from .errors import InvalidArgument, UnknownRecord, UnsupportedOperation
 from .grouping import check_threshold, cluster, representative, threshold_for
-from .manifest import ManifestFile
 from .store import VectorStore
 from .types import Record
 
 _PERSON_ID = re.compile(r"^p(\d+)$")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS people (
-    backend TEXT NOT NULL, collection TEXT NOT NULL, person TEXT NOT NULL, name TEXT,
-    faces INTEGER NOT NULL, representative TEXT, path TEXT, bbox TEXT,
-    PRIMARY KEY (backend, collection, person));
-"""
+INFO_KEY = "people"  # where the people are in the store's description
 
 
 @dataclass
@@ -66,41 +64,36 @@ class Person:
         return {"id": self.id, "name": self.name, "faces": self.faces, "representative": self.representative,
                 "path": self.path, "bbox": self.bbox}
 
-
-class PeopleTable(ManifestFile):
-    """The people of each (backend, collection), in the ingest manifest's SQLite file."""
-
-    SCHEMA = _SCHEMA
-
-    def list(self, backend: str, collection: str) -> list[Person]:
-        rows = self._db.execute("SELECT person, name, faces, representative, path, bbox FROM people "
-                                "WHERE backend=? AND collection=?", (backend, collection)).fetchall()
-        people = [Person(p, n, int(f), r, path, json.loads(b) if b else None) for p, n, f, r, path, b in rows]
-        return sorted(people, key=lambda p: (-p.faces, _number(p.id)))
-
-    def replace(self, backend: str, collection: str, people: Iterable[Person]) -> None:
-        """Make ``people`` the collection's whole table, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM people WHERE backend=? AND collection=?", (backend, collection))
-                self._db.executemany(
-                    "INSERT INTO people (backend, collection, person, name, faces, representative, path, bbox) "
-                    "VALUES (?,?,?,?,?,?,?,?)",
-                    [(backend, collection, p.id, p.name, p.faces, p.representative, p.path,
-                      json.dumps(p.bbox) if p.bbox is not None else None) for p in people])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-
-    def forget(self, backend: str, collection: str) -> None:
-        self.replace(backend, collection, [])
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Person":
+        bbox = d.get("bbox")
+        return cls(str(d["id"]), d.get("name") or None, int(d.get("faces") or 0), d.get("representative"),
+                   d.get("path"), [int(v) for v in bbox] if bbox is not None else None)
 
 
 def _number(person_id: str) -> int:
     m = _PERSON_ID.match(person_id or "")
     return int(m.group(1)) if m else 0
+
+
+def _ordered(people: list[Person]) -> list[Person]:
+    return sorted(people, key=lambda p: (-p.faces, _number(p.id)))
+
+
+def _stored(store: VectorStore) -> list[Person]:
+    """The people kept in the store's description (none where the backend keeps no description)."""
+    try:
+        raw = store.info.get(INFO_KEY) or []
+    except UnsupportedOperation:
+        return []
+    return _ordered([Person.from_dict(d) for d in raw if isinstance(d, Mapping) and d.get("id")])
+
+
+def _save(store: VectorStore, people: list[Person]) -> None:
+    """Make ``people`` the collection's whole list, in its description (other keys kept)."""
+    info = store.info
+    info[INFO_KEY] = [p.to_dict() for p in people]
+    store.set_info(info)
 
 
 # ---------------------------------------------------------------- reading and writing faces
@@ -117,29 +110,14 @@ class Faces:
         return len(self.ids)
 
 
-@contextlib.contextmanager
-def _manifest(manifest: Any) -> Iterator[Any]:
-    """The given ingest manifest, or the default one opened (and closed) here."""
-    if manifest is not None:
-        yield manifest
-        return
-    from .manifest import Manifest
-
-    with Manifest() as opened:
-        yield opened
-
-
 def collection_ids(store: VectorStore, manifest: Any = None) -> list[str]:
-    """Every record id ingest stored in ``store``'s collection (from the manifest)."""
-    with _manifest(manifest) as m:
-        files = m.files(store.backend, store.name)
-    if not files:
-        raise UnknownCollection(f"no ingest of collection {store.name!r} in {store.backend} is recorded here; "
-                                "people are grouped from the faces vecface ingest stored")
-    return [i for path in sorted(files) for i in files[path].ids]
+    """Every record id of ``store``'s collection (:meth:`VectorStore.ids`; ``manifest`` is ignored)."""
+    return store.ids()
 
 
-def load_faces(store: VectorStore, ids: Sequence[str], chunk: int = 500) -> Faces:
+def load_faces(store: VectorStore, ids: Sequence[str] | None = None, chunk: int = 500) -> Faces:
+    """The records ``ids`` (default: every record of the collection) with L2-normalised vectors."""
+    ids = store.ids() if ids is None else ids
     recs: list[Record] = []
     for start in range(0, len(ids), chunk):
         recs.extend(store.get(list(ids[start:start + chunk])))
@@ -150,10 +128,10 @@ def load_faces(store: VectorStore, ids: Sequence[str], chunk: int = 500) -> Face
     return Faces([r.id for r in recs], vectors.astype(np.float32), [dict(r.metadata) for r in recs])
 
 
-def _write(store: VectorStore, faces: Faces, rows: Sequence[int], changes: dict[int, dict[str, Any]]) -> int:
-    """Upsert the given rows with the same id and vector and metadata changed by ``changes[row]``
-    (a value None removes the key). Returns how many records were rewritten."""
-    rows = [r for r in rows if r in changes]
+def _write(store: VectorStore, faces: Faces, changes: dict[int, dict[str, Any]]) -> int:
+    """Upsert the rows in ``changes`` with the same id and vector and metadata changed by
+    ``changes[row]`` (a value None removes the key). Returns how many records were rewritten."""
+    rows = sorted(changes)
     if not rows:
         return 0
     metas = []
@@ -180,13 +158,23 @@ def _summarise(faces: Faces, names: dict[str, str | None]) -> list[Person]:
         best = members[representative(faces.vectors[members])]
         meta = faces.metadata[best]
         people.append(Person(pid, names.get(pid), len(members), faces.ids[best], meta.get("path"), meta.get("bbox")))
-    return sorted(people, key=lambda p: (-p.faces, _number(p.id)))
+    return _ordered(people)
 
 
-def _embedder_kind(store: VectorStore, manifest: Any) -> str | None:
-    with _manifest(manifest) as m:
-        found = m.embedder(store.backend, store.name)
-    return found[0].kind if found else None
+def _threshold(store: VectorStore, threshold: float | None, faces: Faces) -> float:
+    """The threshold asked for, else the default of the collection's embedder: the one its own
+    description in the store names, else the one most of its face records name."""
+    if threshold is not None:
+        return check_threshold(threshold)
+    spec = stored_spec(store)
+    kinds = Counter(m.get("embedder") for m in faces.metadata if m.get("embedder"))
+    return threshold_for(spec.kind if spec is not None else (kinds.most_common(1)[0][0] if kinds else None))
+
+
+def _recount(store: VectorStore, faces: Faces, names: dict[str, str | None]) -> list[Person]:
+    people = _summarise(faces, names)
+    _save(store, people)
+    return people
 
 
 # ---------------------------------------------------------------- the operations
@@ -204,46 +192,41 @@ class GroupReport:
 
 
 def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = False, manifest: Any = None,
-          table: PeopleTable | None = None) -> GroupReport:
+          table: Any = None) -> GroupReport:
     """Group every face of ``store``'s collection into people (see the module docstring)."""
-    threshold = check_threshold(threshold) if threshold is not None else threshold_for(_embedder_kind(store, manifest))
-    faces = load_faces(store, collection_ids(store, manifest))
-    with _table(table, manifest) as people_table:
-        names = {p.id: p.name for p in people_table.list(store.backend, store.name)}
-        free = [r for r, m in enumerate(faces.metadata) if not m.get("person_fixed")]
-        labels = cluster(faces.vectors[free], threshold) if free else np.zeros(0, dtype=np.int64)
-        next_id = max([_number(p) for p in list(names) + [m.get("person") or "" for m in faces.metadata]] + [0]) + 1
-        changes: dict[int, dict[str, Any]] = {}
-        for lab in range(int(labels.max()) + 1 if len(labels) else 0):
-            members = [free[i] for i in np.flatnonzero(labels == lab)]
-            before = Counter(faces.metadata[r].get("person") for r in members if faces.metadata[r].get("person"))
-            pid = before.most_common(1)[0][0] if before and not fresh else None
-            if pid is None:
-                pid, next_id = f"p{next_id}", next_id + 1
-            changes.update({r: {"person": pid} for r in members if faces.metadata[r].get("person") != pid})
-        changed = _write(store, faces, sorted(changes), changes)
-        people = _summarise(faces, names)
-        people_table.replace(store.backend, store.name, people)
-    return GroupReport(people, len(faces), changed, threshold)
+    faces = load_faces(store)
+    threshold = _threshold(store, threshold, faces)
+    names = {p.id: p.name for p in _stored(store)}
+    free = [r for r, m in enumerate(faces.metadata) if not m.get("person_fixed")]
+    labels = cluster(faces.vectors[free], threshold) if free else np.zeros(0, dtype=np.int64)
+    next_id = max([_number(p) for p in list(names) + [m.get("person") or "" for m in faces.metadata]] + [0]) + 1
+    changes: dict[int, dict[str, Any]] = {}
+    for lab in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = [free[i] for i in np.flatnonzero(labels == lab)]
+        before = Counter(faces.metadata[r].get("person") for r in members if faces.metadata[r].get("person"))
+        pid = before.most_common(1)[0][0] if before and not fresh else None
+        if pid is None:
+            pid, next_id = f"p{next_id}", next_id + 1
+        changes.update({r: {"person": pid} for r in members if faces.metadata[r].get("person") != pid})
+    changed = _write(store, faces, changes)
+    return GroupReport(_recount(store, faces, names), len(faces), changed, threshold)
 
 
 def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *, threshold: float | None = None,
-               manifest: Any = None, table: PeopleTable | None = None) -> dict[str, str]:
+               manifest: Any = None, table: Any = None) -> dict[str, str]:
     """Give faces without a person (``ids``, or every such face of the collection) the person of
     their nearest grouped face within the threshold; group the rest among themselves into new
-    people. Does nothing where the collection has no people yet (run :func:`group` first).
-    Returns {face id: person id} for the faces it assigned."""
-    threshold = check_threshold(threshold) if threshold is not None else threshold_for(_embedder_kind(store, manifest))
-    with _table(table, manifest) as people_table:
-        known = people_table.list(store.backend, store.name)
-        if not known:
-            return {}
-        faces = load_faces(store, list(ids) if ids is not None else collection_ids(store, manifest))
-        todo = [r for r, m in enumerate(faces.metadata) if not m.get("person") and not m.get("person_fixed")]
-        if not todo:
-            return {}
+    people, and recount everyone. Does nothing where the collection has no people yet (run
+    :func:`group` first). Returns {face id: person id} for the faces it assigned."""
+    known = _stored(store)
+    if not known:
+        return {}
+    faces = load_faces(store, ids)
+    threshold = _threshold(store, threshold, faces)
+    todo = [r for r, m in enumerate(faces.metadata) if not m.get("person") and not m.get("person_fixed")]
+    changes: dict[int, dict[str, Any]] = {}
+    if todo:
         hits = store.search_many(faces.vectors[todo], 1, {"person": [p.id for p in known]})
-        changes: dict[int, dict[str, Any]] = {}
         for r, found in zip(todo, hits):
             if found and found[0].distance <= threshold:
                 changes[r] = {"person": found[0].metadata.get("person")}
@@ -252,40 +235,31 @@ def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *, threshol
         labels = cluster(faces.vectors[rest], threshold) if rest else np.zeros(0, dtype=np.int64)
         for r, lab in zip(rest, labels.tolist()):
             changes[r] = {"person": f"p{next_id + lab}"}
-        _write(store, faces, sorted(changes), changes)
-        _refresh(store, people_table, manifest)
-        return {faces.ids[r]: c["person"] for r, c in changes.items()}
+        _write(store, faces, changes)
+    _recount(store, faces if ids is None else load_faces(store), {p.id: p.name for p in known})
+    return {faces.ids[r]: c["person"] for r, c in changes.items()}
 
 
-def _refresh(store: VectorStore, people_table: PeopleTable, manifest: Any = None) -> list[Person]:
-    """Recount the people table from the face records (after an edit)."""
-    names = {p.id: p.name for p in people_table.list(store.backend, store.name)}
-    faces = load_faces(store, collection_ids(store, manifest))
-    people = _summarise(faces, names)
-    people_table.replace(store.backend, store.name, people)
-    return people
+def refresh(store: VectorStore) -> list[Person]:
+    """Recount the collection's people from its face records (after faces were deleted or edited);
+    a collection without people is left as it is. Returns the people."""
+    known = _stored(store)
+    return _recount(store, load_faces(store), {p.id: p.name for p in known}) if known else []
 
 
-@contextlib.contextmanager
-def _table(table: PeopleTable | None, manifest: Any = None) -> Iterator[PeopleTable]:
-    """The given people table, or the one in ``manifest``'s file (else the default one), opened here."""
-    if table is not None:
-        yield table
-        return
-    with PeopleTable(getattr(manifest, "path", None)) as opened:
-        yield opened
+def list_people(store: VectorStore, table: Any = None) -> list[Person]:
+    """The people as last grouped or edited, most faces first (read from the store)."""
+    return _stored(store)
 
 
-def list_people(store: VectorStore, table: PeopleTable | None = None) -> list[Person]:
-    with _table(table) as t:
-        return t.list(store.backend, store.name)
-
-
-def resolve(store: VectorStore, who: str | Sequence[str], table: PeopleTable | None = None) -> list[str]:
+def resolve(store: VectorStore, who: str | Sequence[str], table: Any = None) -> list[str]:
     """Person ids for names or ids (``"Grandpa"``, ``"p3"``; names compare case-insensitively).
     Raises UnknownRecord naming the people there are for one that matches nobody."""
+    return _resolve(store, who, _stored(store))
+
+
+def _resolve(store: VectorStore, who: str | Sequence[str], people: list[Person]) -> list[str]:
     wanted = [who] if isinstance(who, str) else list(who)
-    people = list_people(store, table)
     out = []
     for w in wanted:
         found = [p.id for p in people if p.id == w] or [p.id for p in people if (p.name or "").casefold() == w.casefold()]
@@ -296,65 +270,54 @@ def resolve(store: VectorStore, who: str | Sequence[str], table: PeopleTable | N
     return sorted(set(out))
 
 
-def rename(store: VectorStore, who: str, name: str | None, table: PeopleTable | None = None) -> Person:
+def rename(store: VectorStore, who: str, name: str | None, table: Any = None) -> Person:
     """Name a person (None or "" removes the name). A name another person has is refused: merge them."""
     name = (name or "").strip() or None
-    with _table(table) as t:
-        (pid,) = resolve(store, who, t)[:1]
-        people = t.list(store.backend, store.name)
-        if name and any(p.id != pid and (p.name or "").casefold() == name.casefold() for p in people):
-            raise InvalidArgument(f"another person is already named {name!r}; merge them with vecface people merge")
-        for p in people:
-            if p.id == pid:
-                p.name = name
-        t.replace(store.backend, store.name, people)
-        return next(p for p in people if p.id == pid)
+    people = _stored(store)
+    (pid,) = _resolve(store, who, people)[:1]
+    if name and any(p.id != pid and (p.name or "").casefold() == name.casefold() for p in people):
+        raise InvalidArgument(f"another person is already named {name!r}; merge them with vecface people merge")
+    for p in people:
+        if p.id == pid:
+            p.name = name
+    _save(store, people)
+    return next(p for p in people if p.id == pid)
 
 
-def merge(store: VectorStore, keep: str, other: str, *, manifest: Any = None,
-          table: PeopleTable | None = None) -> Person:
+def merge(store: VectorStore, keep: str, other: str, *, manifest: Any = None, table: Any = None) -> Person:
     """Move every face of ``other`` to ``keep`` (which keeps its name, or takes ``other``'s if it has none)."""
-    with _table(table, manifest) as t:
-        (kid,), (oid,) = resolve(store, keep, t)[:1], resolve(store, other, t)[:1]
-        if kid == oid:
-            raise InvalidArgument(f"{keep!r} and {other!r} are the same person")
-        faces = load_faces(store, collection_ids(store, manifest))
-        changes = {r: {"person": kid} for r, m in enumerate(faces.metadata) if m.get("person") == oid}
-        _write(store, faces, sorted(changes), changes)
-        names = {p.id: p.name for p in t.list(store.backend, store.name)}
-        names[kid] = names.get(kid) or names.get(oid)
-        people = _summarise(faces, names)
-        t.replace(store.backend, store.name, people)
-        return next(p for p in people if p.id == kid)
+    people = _stored(store)
+    (kid,), (oid,) = _resolve(store, keep, people)[:1], _resolve(store, other, people)[:1]
+    if kid == oid:
+        raise InvalidArgument(f"{keep!r} and {other!r} are the same person")
+    faces = load_faces(store)
+    _write(store, faces, {r: {"person": kid} for r, m in enumerate(faces.metadata) if m.get("person") == oid})
+    names = {p.id: p.name for p in people}
+    names[kid] = names.get(kid) or names.get(oid)
+    return next(p for p in _recount(store, faces, names) if p.id == kid)
 
 
-def unassign(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None,
-             table: PeopleTable | None = None) -> int:
+def unassign(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None, table: Any = None) -> int:
     """Take faces out of their person for good (grouping again leaves them out). Returns how many."""
-    return _move(store, face_ids, None, manifest, table)
+    return _move(store, face_ids, None)
 
 
-def split(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None,
-          table: PeopleTable | None = None) -> Person:
+def split(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None, table: Any = None) -> Person:
     """Make the given faces a new person of their own (kept apart when grouping again)."""
-    with _table(table, manifest) as t:
-        known = t.list(store.backend, store.name)
-        pid = f"p{max([_number(p.id) for p in known] + [0]) + 1}"
-        _move(store, face_ids, pid, manifest, t)
-        return next(p for p in t.list(store.backend, store.name) if p.id == pid)
+    pid = f"p{max([_number(p.id) for p in _stored(store)] + [0]) + 1}"
+    _move(store, face_ids, pid)
+    return next(p for p in _stored(store) if p.id == pid)
 
 
-def _move(store: VectorStore, face_ids: Sequence[str], pid: str | None, manifest: Any,
-          table: PeopleTable | None) -> int:
+def _move(store: VectorStore, face_ids: Sequence[str], pid: str | None) -> int:
     face_ids = list(dict.fromkeys(face_ids))
     if not face_ids:
         raise InvalidArgument("name at least one face id")
-    faces = load_faces(store, face_ids)
-    missing = sorted(set(face_ids) - set(faces.ids))
+    picked = load_faces(store, face_ids)
+    missing = sorted(set(face_ids) - set(picked.ids))
     if missing:
         raise UnknownRecord(f"collection {store.name!r} has no face {missing[0]!r}")
-    with _table(table, manifest) as t:
-        changes = {r: {"person": pid, "person_fixed": True} for r in range(len(faces))}
-        n = _write(store, faces, sorted(changes), changes)
-        _refresh(store, t, manifest)
-        return n
+    names = {p.id: p.name for p in _stored(store)}
+    n = _write(store, picked, {r: {"person": pid, "person_fixed": True} for r in range(len(picked))})
+    _recount(store, load_faces(store), names)
+    return n

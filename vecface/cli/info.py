@@ -1,6 +1,6 @@
 """``vecface backends`` (which backends can be used here, and why not), ``vecface collections``
 (a backend's collections, from the backend itself; or those ingested here, from the ingest
-manifest) and ``vecface drop`` (delete one, with its manifest rows and people)."""
+manifest) and ``vecface drop`` (delete one, with its manifest rows)."""
 
 from __future__ import annotations
 
@@ -114,9 +114,8 @@ def drop_cmd(
     faiss_path: FaissPath = None,
 ) -> None:
     """Delete a collection and everything in it from its backend, and forget it in the ingest
-    manifest here (and its people). Asks first unless --yes."""
+    manifest here (its people go with it: they are kept in the store). Asks first unless --yes."""
     from ..manifest import MANIFEST_NAME, Manifest
-    from ..people import PeopleTable
 
     where = target(backend, collection, data_dir, dsn, url, faiss_path)
     store = where.open(create=False)
@@ -130,6 +129,4 @@ def drop_cmd(
         store.close()
     with Manifest(where.home / MANIFEST_NAME) as manifest:
         manifest.forget_collection(backend, collection)
-    with PeopleTable(where.home / MANIFEST_NAME) as table:
-        table.forget(backend, collection)
     typer.echo(f"dropped {backend} collection {collection!r} ({count} records)")

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from typing import Annotated, Iterator, List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -19,16 +18,10 @@ Threshold = Annotated[Optional[float], typer.Option(
     "dlib's 0.6 on its raw descriptors); `vecface eval` suggests one for your photos")]
 
 
-@contextlib.contextmanager
-def _opened(backend: str, collection: str, data_dir, dsn, url, faiss_path) -> Iterator[tuple]:
-    """(store, manifest, people table) of a command's options, closed afterwards."""
-    from ..manifest import MANIFEST_NAME, Manifest
-    from ..people import PeopleTable
-
-    where = target(backend, collection, data_dir, dsn, url, faiss_path)
-    path = where.home / MANIFEST_NAME
-    with where.open(create=False) as store, Manifest(path) as manifest, PeopleTable(path) as table:
-        yield store, manifest, table
+def _opened(backend: str, collection: str, data_dir, dsn, url, faiss_path):
+    """The store of a command's options (a context manager that closes it). The people live in the
+    store, so no local ingest manifest is needed: another data dir pointed at the same server works."""
+    return target(backend, collection, data_dir, dsn, url, faiss_path).open(create=False)
 
 
 def print_people(people, title: str, as_json: bool = False) -> None:
@@ -69,8 +62,8 @@ def people_cmd(
         return
     from ..people import group
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
-        report = group(store, threshold=threshold, fresh=fresh, manifest=manifest, table=table)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        report = group(store, threshold=threshold, fresh=fresh)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -85,8 +78,8 @@ def list_cmd(backend: Backend = "faiss", collection: Collection = "photos", data
     """Print the people as last grouped (nothing is grouped again)."""
     from ..people import list_people
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, _, table):
-        print_people(list_people(store, table), f"{backend}/{collection}: people", as_json)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        print_people(list_people(store), f"{backend}/{collection}: people", as_json)
 
 
 @people_app.command("name")
@@ -98,8 +91,8 @@ def name_cmd(person: Annotated[str, typer.Argument(help="person id (p3) or curre
     """Name a person (searchable with vecface search --person NAME)."""
     from ..people import rename
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, _, table):
-        print_people([rename(store, person, name, table)], f"{backend}/{collection}: named", as_json)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        print_people([rename(store, person, name)], f"{backend}/{collection}: named", as_json)
 
 
 @people_app.command("merge")
@@ -111,8 +104,8 @@ def merge_cmd(keep: Annotated[str, typer.Argument(help="the person that stays (i
     """Two groups are one person: move OTHER's faces to KEEP."""
     from ..people import merge
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
-        merged = merge(store, keep, other, manifest=manifest, table=table)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        merged = merge(store, keep, other)
     print_people([merged], f"{backend}/{collection}: merged", as_json)
 
 
@@ -124,8 +117,8 @@ def split_cmd(faces: Annotated[List[str], typer.Argument(help="face record ids (
     """These faces are someone else: make them a new person (kept apart when grouping again)."""
     from ..people import split
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
-        person = split(store, faces, manifest=manifest, table=table)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        person = split(store, faces)
     print_people([person], f"{backend}/{collection}: split off", as_json)
 
 
@@ -137,8 +130,8 @@ def unassign_cmd(faces: Annotated[List[str], typer.Argument(help="face record id
     """These faces belong to nobody (left out when grouping again)."""
     from ..people import unassign
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
-        n = unassign(store, faces, manifest=manifest, table=table)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        n = unassign(store, faces)
     typer.echo(f"{n} face(s) taken out of their person")
 
 
@@ -150,20 +143,15 @@ def assign_cmd(backend: Backend = "faiss", collection: Collection = "photos", th
     threshold, else new people."""
     from ..people import assign_new
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as (store, manifest, table):
-        done = assign_new(store, threshold=threshold, manifest=manifest, table=table)
+    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+        done = assign_new(store, threshold=threshold)
     typer.echo(f"{len(done)} new face(s) placed in {len(set(done.values()))} people")
 
 
-def search_filter(store, home, person: list[str] | None = None, since: str | None = None, until: str | None = None,
-                  camera: str | None = None) -> dict | None:
+def search_filter(store, home=None, person: list[str] | None = None, since: str | None = None,
+                  until: str | None = None, camera: str | None = None) -> dict | None:
     """The filter of ``vecface search --person/--since/--until/--camera``
-    (:func:`vecface.search.query_filter`, with the people table in ``home``)."""
-    from ..manifest import MANIFEST_NAME
-    from ..people import PeopleTable
+    (:func:`vecface.search.query_filter`; the people are read from the store, ``home`` is ignored)."""
     from ..search import query_filter
 
-    if not person:
-        return query_filter(store, since=since, until=until, camera=camera)
-    with PeopleTable(home / MANIFEST_NAME) as table:
-        return query_filter(store, person=person, since=since, until=until, camera=camera, people=table)
+    return query_filter(store, person=person, since=since, until=until, camera=camera)

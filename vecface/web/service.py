@@ -77,12 +77,9 @@ class SearchService:
 
     @contextlib.contextmanager
     def people_table(self):
-        """The people table of this data directory, to pass to :mod:`vecface.people`'s functions."""
-        from ..manifest import MANIFEST_NAME
-        from ..people import PeopleTable
-
-        with PeopleTable(self.home / MANIFEST_NAME) as table:
-            yield table
+        """None: the people are kept in the store itself now (:mod:`vecface.people`), so its
+        functions' ``table`` argument is ignored; kept until the People view stops passing it."""
+        yield None
 
     # ---- searches
     def search_image(self, data: bytes, k: int, tag: str | None, face: int | None,
