@@ -2,7 +2,8 @@
 it was built with (kind, model, detector options), its dimension, and when and by which vecface
 version it was created. Ingest writes it the first time it uses a collection; search and serve read
 it when the local ingest manifest does not know the collection (another machine, another data
-directory pointed at the same server), and refuse a manifest and a store that disagree.
+directory pointed at the same server), and refuse a manifest and a store that disagree. The
+collection's people (:mod:`vecface.people`) are kept here too, under ``"people"``.
 """
 
 from __future__ import annotations

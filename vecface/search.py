@@ -82,7 +82,7 @@ def query_filter(store: VectorStore, *, person: str | list[str] | None = None, s
                  until: str | None = None, camera: str | None = None, people: Any = None) -> dict[str, Any] | None:
     """The filter of a search by who, when and which camera (``vecface search --person --since
     --until --camera`` and the web page's filters): people named or numbered (``Grandpa``, ``p3``)
-    as their ids (:func:`vecface.people.resolve`, with the people table ``people``), ``since`` and
+    as their ids (:func:`vecface.people.resolve`, from the store; ``people`` is ignored), ``since`` and
     ``until`` as a ``taken`` range (:func:`vecface.whenwhere.date_range`), ``camera`` as it is.
     Blank values are not filtered on; None when nothing is."""
     from .people import resolve
