@@ -9,7 +9,20 @@ statement; each query text is made once per (k, filter shape) and kept.
 
 Filtered searches, ``filter_strategies``:
 
-- ``relaxed_order`` (default): the HNSW / IVFFlat index scan goes on past ``ef_search`` /
+- ``auto`` (default): ``exact`` when PostgreSQL's planner estimates that at most
+  ``EXACT_MAX_SHARE`` (2%) of the rows, or at most ``EXACT_MAX_ROWS`` (2,000), pass the filter, else
+  ``relaxed_order`` with ``hnsw.ef_search`` raised by 1 / share (at most ``MAX_EF_SEARCH``): the
+  first pass of the index scan then holds as many passing candidates as an unfiltered search at
+  the set ef_search, so recall stays near the unfiltered one (at 50% and ef 20 on 50k x 512:
+  0.86 at ef 20, 0.91 at ef 40). The estimate (``EXPLAIN`` of ``SELECT 1 FROM t WHERE filter``, from the
+  table's statistics: most common values, histograms) is kept per filter for ``ESTIMATE_TTL_S``
+  seconds or until this handle writes. Why 2%: an HNSW scan must walk about k / share index
+  tuples before k of them pass (at 1% of 50k x 512: 38-118 ms, recall 0.79-0.95), while the exact
+  scan reads only the passing rows through the btree (500 rows: 0.4-1.7 ms, recall 1); at 10%
+  (5,000 rows) the exact scan costs 17-45 ms and the index scan 6-15 ms. A ``relaxed_order``
+  scan that still comes back with fewer than k rows (``hnsw.max_scan_tuples`` reached) is redone
+  exactly.
+- ``relaxed_order``: the HNSW / IVFFlat index scan goes on past ``ef_search`` /
   ``probes`` until k rows pass the filter (pgvector 0.8's iterative index scans,
   ``hnsw.iterative_scan = relaxed_order``, bounded by ``hnsw.max_scan_tuples``); the few rows
   come back nearly in order and are sorted by their exact distance here.
@@ -19,25 +32,38 @@ Filtered searches, ``filter_strategies``:
   where it has one) are ranked by exact distance. Recall 1; cost grows with the rows that pass,
   so it is the right one for selective filters.
 
-Session settings (``hnsw.ef_search``, ``ivfflat.probes``, the iterative scan modes) are sent in one
-statement, only when they differ from what the connection has.
+Session settings (``hnsw.ef_search``, ``ivfflat.probes``, the iterative scan modes, ``jit`` off:
+compiling an exact scan's expressions costs more than the scan) are sent in one statement, only
+when they differ from what the connection has.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+import time
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
-from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES
 from vecface.filters import Range
+from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES
 
 from .pg_schema import Names, timestamp
 
-STRATEGIES = ("relaxed_order", "strict_order", "exact")
+STRATEGIES = ("auto", "relaxed_order", "strict_order", "exact")
+#: ``auto`` searches exactly when the planner expects at most this share of the rows to pass the filter
+EXACT_MAX_SHARE = 0.02
+#: ... or at most this many rows
+EXACT_MAX_ROWS = 2_000
+#: ``auto``'s index scans raise ef_search by 1 / (share of rows passing), up to pgvector's maximum
+MAX_EF_SEARCH = 1000
+#: how long a filter's row estimate is kept (a write through this handle drops them all)
+ESTIMATE_TTL_S = 60.0
+_MAX_ESTIMATES = 1024
 
 
 @dataclass(frozen=True)
@@ -53,7 +79,7 @@ def apply(conn: psycopg.Connection, want: Settings, have: Settings | None) -> Se
         hnsw_scan = "strict_order" if want.strategy == "strict_order" else "relaxed_order"
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false), set_config('ivfflat.probes', %s, false), "
                      "set_config('hnsw.iterative_scan', %s, false), "
-                     "set_config('ivfflat.iterative_scan', 'relaxed_order', false)",
+                     "set_config('ivfflat.iterative_scan', 'relaxed_order', false), set_config('jit', 'off', false)",
                      (str(want.ef_search), str(want.probes), hnsw_scan))
     return want
 
@@ -77,6 +103,10 @@ def _filter_sql(flt: dict[str, Any]) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), args
 
 
+def _frozen(args: list[Any]) -> tuple:
+    return tuple(tuple(a) if isinstance(a, list) else a for a in args)
+
+
 def _shape(flt: dict[str, Any] | None) -> tuple:
     if not flt:
         return ()
@@ -85,19 +115,26 @@ def _shape(flt: dict[str, Any] | None) -> tuple:
 
 
 class Searcher:
-    """Query texts of one collection, made once per (k, filter shape, strategy) and kept."""
+    """Query texts of one collection, made once per (k, filter shape, strategy) and kept, and the
+    row estimates of its filters (``auto``)."""
 
     def __init__(self, n: Names, operator: str):
         self.n = n
         self.op = sql.SQL(operator)
         self._texts: dict[tuple, str] = {}
+        self._estimates: dict[tuple, tuple[float, float, float]] = {}
+
+    def forget(self) -> None:
+        """The rows changed: estimate the filters again."""
+        self._estimates.clear()
 
     def _text(self, conn: psycopg.Connection, k: int, flt: dict[str, Any] | None, exact: bool) -> str:
         key = (k, _shape(flt), exact)
         text = self._texts.get(key)
         if text is None:
             where = _filter_sql(flt)[0] if flt else sql.SQL("")
-            inner = sql.SQL("SELECT id, embedding {op} %s AS d, metadata FROM {t}{w}").format(
+            # metadata as its JSON text: a Hit decodes it only when it is read
+            inner = sql.SQL("SELECT id, embedding {op} %s AS d, metadata::text AS metadata FROM {t}{w}").format(
                 op=self.op, t=self.n.table, w=where)
             if exact:  # OFFSET 0 keeps the subquery apart, so no index can serve the ORDER BY
                 inner = sql.SQL("SELECT id, d, metadata FROM ({q} OFFSET 0) AS s").format(q=inner)
@@ -105,18 +142,53 @@ class Searcher:
                 q=inner, k=sql.Literal(k)).as_string(conn)
         return text
 
+    def share(self, conn: psycopg.Connection, flt: dict[str, Any], args: list[Any]) -> tuple[float, float]:
+        """The planner's estimate of the rows that pass this filter, and of the table's rows (kept
+        per filter for ESTIMATE_TTL_S seconds or until :meth:`forget`)."""
+        key = (_shape(flt), _frozen(args))
+        now = time.monotonic()
+        known = self._estimates.get(key)
+        if known is not None and now - known[0] < ESTIMATE_TTL_S:
+            return known[1], known[2]
+        where = _filter_sql(flt)[0]
+        rows = _planned_rows(conn, sql.SQL("SELECT 1 FROM {t}{w}").format(t=self.n.table, w=where), args)
+        total = max(1.0, _planned_rows(conn, sql.SQL("SELECT 1 FROM {t}").format(t=self.n.table), []))
+        if len(self._estimates) >= _MAX_ESTIMATES:
+            self._estimates.clear()
+        self._estimates[key] = (now, rows, total)
+        return rows, total
+
+    def plan(self, conn: psycopg.Connection, flt: dict[str, Any] | None, want: Settings) -> tuple[Settings, bool]:
+        """The session settings for one search and whether it scans exactly: the strategy's own
+        choice, or for ``auto`` the rule of the module docstring."""
+        if not flt or want.strategy in ("relaxed_order", "strict_order"):
+            return want, False
+        if want.strategy == "exact":
+            return want, True
+        rows, total = self.share(conn, flt, _filter_sql(flt)[1])
+        if rows <= EXACT_MAX_ROWS or rows <= EXACT_MAX_SHARE * total:
+            return want, True
+        ef = min(MAX_EF_SEARCH, math.ceil(want.ef_search * total / max(rows, 1.0)))
+        return replace(want, ef_search=max(ef, want.ef_search)), False
+
     def run(self, conn: psycopg.Connection, queries: np.ndarray, k: int, flt: dict[str, Any] | None,
-            strategy: str) -> list[list[tuple[str, float, dict[str, Any]]]]:
-        """Rows (id, distance, metadata) per query, closest first."""
-        exact = bool(flt) and strategy == "exact"
+            exact: bool, auto: bool) -> list[list[tuple[str, float, str]]]:
+        """Rows (id, distance, metadata as JSON text) per query, closest first: by an exact scan, or
+        by the vector index (``auto``: redone exactly when the index scan comes back short)."""
+        if not flt:
+            text = self._text(conn, k, None, False)
+            return [conn.execute(text, (q,), prepare=True, binary=True).fetchall() for q in queries]
+        args = _filter_sql(flt)[1]
         text = self._text(conn, k, flt, exact)
-        args = _filter_sql(flt)[1] if flt else []
-        resort = bool(flt) and not exact
         out = []
         for q in queries:
             rows = conn.execute(text, (q, *args), prepare=True, binary=True).fetchall()
-            if resort:  # iterative scans may hand rows back slightly out of order
-                rows.sort(key=lambda r: r[1])
+            if not exact:
+                if auto and len(rows) < k:  # the index scan gave up (hnsw.max_scan_tuples): be exact
+                    rows = conn.execute(self._text(conn, k, flt, True), (q, *args), prepare=True,
+                                        binary=True).fetchall()
+                else:  # iterative scans may hand rows back slightly out of order
+                    rows.sort(key=lambda r: r[1])
             out.append(rows)
         return out
 
@@ -129,3 +201,11 @@ class Searcher:
             return [r[0] for r in conn.execute(text, (vector,), prepare=True, binary=True).fetchall()]
 
         return search
+
+
+def _planned_rows(conn: psycopg.Connection, query: sql.Composable, args: list[Any]) -> float:
+    """The planner's estimate of the rows ``query`` returns (with these parameter values)."""
+    plan = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {q}").format(q=query), args).fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])

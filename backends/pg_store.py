@@ -132,7 +132,7 @@ class PgVectorStore(VectorStore):
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
         with self._lock:
             self._writer().batch(self._c(), ids, vectors, metadata)
-            self._router.wrote()
+            self._wrote()
 
     @converts_errors("upsert")
     def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
@@ -150,8 +150,12 @@ class PgVectorStore(VectorStore):
                 self._writer().parallel(self._extra_connection, self._streams, batches)
             finally:
                 pg_schema.create_filter_indexes(self._c(), self._n)
-            self._router.wrote()
+            self._wrote()
         return len(ids)
+
+    def _wrote(self) -> None:
+        self._router.wrote()
+        self._searcher.forget()  # the filters' row estimates (filter strategy auto) are stale now
 
     def _writer(self) -> pg_load.Writer:
         if self._w is None:
@@ -170,7 +174,7 @@ class PgVectorStore(VectorStore):
     def _delete(self, ids: list[str]) -> int:
         with self._lock:
             cur = self._c().execute(sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=self._n.table), (ids,))
-            self._router.wrote()
+            self._wrote()
             return cur.rowcount
 
     @converts_errors("index build")
@@ -201,7 +205,7 @@ class PgVectorStore(VectorStore):
                 c.execute(sql.SQL("ANALYZE {t}").format(t=self._n.table))
             c.execute(sql.SQL("UPDATE {c} SET index = %s WHERE name = %s").format(c=pg_schema.CATALOG),
                       (Jsonb(spec_to_dict(spec)), self.name))
-            self._router.wrote()
+            self._wrote()
 
     @converts_errors("drop")
     def _drop(self) -> None:
@@ -248,10 +252,17 @@ class PgVectorStore(VectorStore):
     @converts_errors("search")
     def _search(self, queries: np.ndarray, k: int, flt: dict[str, Any] | None) -> list[list[Hit]]:
         want = self._settings()
+        chosen: list[bool] = []
+
+        def prepare(conn: psycopg.Connection, have: Any) -> pg_query.Settings:
+            settings, exact = self._searcher.plan(conn, flt, want)
+            chosen[:] = [exact]
+            return pg_query.apply(conn, settings, have)
+
         with self._lock:
             rows = self._router.run_read(
-                lambda conn: self._searcher.run(conn, queries, k, flt, want.strategy),
-                lambda conn, have: pg_query.apply(conn, want, have))
+                lambda conn: self._searcher.run(conn, queries, k, flt, chosen[0], want.strategy == "auto"),
+                prepare)
         # <=> is 1 - cos, <-> Euclidean, <#> the negative inner product: vecface's convention already
         return [[self._hit(i, d, m) for i, d, m in per_query] for per_query in rows]
 

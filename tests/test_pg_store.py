@@ -10,7 +10,7 @@ import pytest
 
 import vecface
 from vecface import HNSW, IVFFlat, Record
-from vecface.backends import pg_server
+from vecface.backends import pg_query, pg_server
 from vecface.backends.pg_store import PARALLEL_MIN_ROWS, PgVectorStore
 from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex
 from vecface.filters import matches_filter, normalise_filter
@@ -145,6 +145,39 @@ def test_filter_columns_and_ranges_match_the_reference(pg, strategy):
         assert len(hits) == min(10, len(allowed))
         found = len({h.id for h in hits} & set(want)) / len(want)
         assert found >= (1.0 if strategy == "exact" else 0.8), (flt, found)
+
+
+def test_auto_strategy_is_exact_for_selective_filters_and_survives_stale_statistics(pg, admin):
+    """``auto`` asks the planner how many rows pass: a 1% filter is searched exactly (every true
+    neighbour), a 98% one through the index. Rows deleted behind the statistics' back (the planner
+    still expects thousands) leave an index scan that comes back short: it is redone exactly and
+    finds every remaining match."""
+    n = 3000
+    x = clustered(n, 16, seed=7)
+    tags = ["rare" if i % 100 == 0 else "common" for i in range(n)]
+    s = pg("autostrat", dim=16)
+    s.upsert_arrays([f"r{i}" for i in range(n)], x, [{"tag": t} for t in tags])
+    s.build_index(HNSW(m=8, ef_construction=32))  # also ANALYZEs: the planner knows the tags
+    assert s.filter_strategies[0] == "auto"
+    s.set_query_params(ef_search=40)
+    want = pg_query.Settings(ef_search=40)
+    assert s._searcher.plan(s._c(), {"tag": ["rare"]}, want) == (want, True)
+    # through the index, ef_search raised by 1 / share: as many passing candidates as 40 unfiltered
+    settings, exact = s._searcher.plan(s._c(), {"tag": ["common"]}, want)
+    assert not exact and 40 < settings.ef_search <= 45
+    rare = [i for i in range(n) if tags[i] == "rare"]
+    for q in x[[5, 777, 2048]]:
+        want = [f"r{rare[i]}" for i in np.argsort(1 - x[rare] @ q, kind="stable")[:10]]
+        assert [h.id for h in s.search(q, k=10, filter={"tag": "rare"})] == want
+        hits = s.search(q, k=10, filter={"tag": "common"})
+        assert len(hits) == 10 and all(h.metadata["tag"] == "common" for h in hits)
+    keep = ["r1", "r2", "r3", "r4"]
+    admin.execute("ALTER TABLE vecface.c_autostrat SET (autovacuum_enabled = false)")
+    admin.execute("DELETE FROM vecface.c_autostrat WHERE tag = 'common' AND id <> ALL(%s)", (keep,))
+    again = pg("autostrat", dim=16)
+    again.set_query_params(ef_search=10)
+    assert again._searcher.plan(again._c(), {"tag": ["common"]}, pg_query.Settings())[1] is False  # stale
+    assert sorted(h.id for h in again.search(x[1], k=10, filter={"tag": "common"})) == keep
 
 
 def test_legacy_layout_is_migrated_on_open(pg, admin):
