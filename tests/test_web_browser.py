@@ -239,3 +239,123 @@ def test_text_search_and_more_like_this(clip_server, browser):
     files = [h.find_element("css selector", ".file").text for h in browser.find_elements("css selector", "#results .hit")]
     assert len(files) == 4 and first not in files
     assert page_errors(browser) == []
+
+
+# ---------------------------------------------------------------- the People view and the filters
+
+@pytest.fixture(scope="module")
+def people_server(tmp_path_factory, faiss_options, vecface_home, dlib_embedder):
+    """A face-dlib collection of three people's photos (EXIF dates, places, cameras), grouped into people."""
+    import vecface
+    from vecface import people
+    from vecface.ingest import ingest_folder
+    from vecface.web import create_app
+
+    from .people_photos import build
+
+    root = tmp_path_factory.mktemp("browser-people")
+    build(root, per_person=3, people=["eileen", "grace", "alex"])
+    name = f"browserpeople_{os.getpid()}"
+    with vecface.open_store("faiss", name, dlib_embedder.dim, "cosine", **faiss_options) as store:
+        ingest_folder(store, root, dlib_embedder, progress=False, workers=0, log_dir=root.parent / "logs")
+        people.group(store)
+        who = {}  # person name -> id, from the one-person photos
+        for rec in store.get(people.collection_ids(store)):
+            base = os.path.basename(rec.metadata["path"])
+            if "_and_" not in base:
+                who[base.split("_")[0]] = rec.metadata["person"]
+    for port in serve(create_app("faiss", name, store_options=faiss_options)):
+        yield {"url": f"http://127.0.0.1:{port}/", "who": who}
+
+
+def hit_files(driver) -> set[str]:
+    return {h.text for h in driver.find_elements("css selector", "#results .hit .file")}
+
+
+def tile(driver, person_id: str):
+    return driver.find_element("css selector", f'#people .person[data-id="{person_id}"]')
+
+
+def test_people_view_rename_and_photos(people_server, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    who = people_server["who"]
+    browser.get(people_server["url"] + "#people")
+    wait_state(browser, "ready")
+    assert browser.find_element("id", "people-view").is_displayed()
+    assert not browser.find_element("id", "query").is_displayed()
+    tiles = browser.find_elements("css selector", "#people .person")
+    assert sorted(t.get_attribute("data-id") for t in tiles) == sorted(who.values())
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#people img')].every(i => i.complete && i.naturalWidth === 160)"),
+        message="the face crops did not load")
+    assert "4 faces" in tile(browser, who["eileen"]).find_element("css selector", ".count").text
+
+    # rename in place: Enter saves, a reload shows the new name
+    name = tile(browser, who["eileen"]).find_element("css selector", "input.name")
+    name.clear()
+    name.send_keys("Eileen Collins" + Keys.ENTER)
+    wait_state(browser, "renamed")
+    browser.refresh()
+    wait_state(browser, "ready")
+    assert tile(browser, who["eileen"]).find_element("css selector", "input.name").get_attribute("value") == "Eileen Collins"
+    # a name someone else has: the API's error on the page, nothing saved
+    other = tile(browser, who["grace"]).find_element("css selector", "input.name")
+    other.send_keys("eileen collins" + Keys.ENTER)
+    WebDriverWait(browser, 30).until(lambda d: d.find_element("css selector", "body").get_attribute("data-state") == "error")
+    assert "already named" in browser.find_element("id", "error").text
+    assert "bad" in other.get_attribute("class")
+
+    # a click on a face shows that person's photos, and nobody else's
+    tile(browser, who["eileen"]).find_element("css selector", "button.face").click()
+    wait_state(browser, "done")
+    assert hit_files(browser) == {"eileen_0.jpg", "eileen_1.jpg", "eileen_2.jpg", "eileen_and_grace.jpg"}
+    assert "Eileen Collins" in browser.find_element("id", "status").text
+    WebDriverWait(browser, 30).until(images_loaded, message="thumbnails did not load")
+    assert browser.save_screenshot(str(tmp_path / "people.png"))
+    assert [e for e in page_errors(browser) if "/api/people/" not in e or "400" not in e] == []
+
+
+def test_search_filters_narrow_the_results(people_server, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
+    from .people_photos import portraits
+
+    query = tmp_path / "grace.jpg"
+    portraits()["grace"].save(query, "JPEG", quality=90)
+    browser.get(people_server["url"])
+    wait_state(browser, "ready")
+    browser.find_element("id", "tab-people").click()
+    assert browser.find_element("id", "people-view").is_displayed()
+    browser.find_element("id", "tab-search").click()
+    assert browser.find_element("id", "query").is_displayed()
+    browser.find_element("id", "file").send_keys(str(query))
+    wait_state(browser, "done")
+    everything = hit_files(browser)
+    assert len(everything) == 10  # every photo (k 12): the group photo's two faces are two hits
+    assert len(browser.find_elements("css selector", "#results .hit")) == 11
+
+    browser.execute_script("document.body.dataset.state = 'stale'")
+    browser.find_element("id", "camera").send_keys("NIKON D750" + Keys.TAB)  # a change searches again
+    wait_state(browser, "done")
+    assert hit_files(browser) == {"eileen_1.jpg", "grace_1.jpg", "alex_1.jpg"}
+    assert "camera NIKON D750" in browser.find_element("id", "status").text
+
+    browser.execute_script("document.body.dataset.state = 'stale'")
+    browser.find_element("id", "camera").clear()
+    browser.find_element("id", "person").send_keys(people_server["who"]["grace"] + Keys.TAB)
+    wait_state(browser, "done")
+    assert hit_files(browser) == {"grace_0.jpg", "grace_1.jpg", "grace_2.jpg", "eileen_and_grace.jpg"}
+    hits = browser.find_elements("css selector", "#results .hit")
+    assert all(people_server["who"]["grace"] in h.find_element("css selector", ".foot").text for h in hits)
+    browser.find_element("id", "filters-clear").click()
+    assert page_errors(browser) == []
+
+
+def test_no_people_yet_is_one_clear_line(server, browser):
+    browser.get(server["url"] + "#people")
+    wait_state(browser, "ready")
+    assert "run vecface people" in browser.find_element("id", "people-msg").text
+    assert browser.find_elements("css selector", "#people .person") == []
+    assert page_errors(browser) == []

@@ -54,7 +54,11 @@ def face_crop(record: Record, thumb_dir: Path, side: int = FACE_SIDE) -> bytes:
         # the box is in the original image's pixels; a JPEG decoded in draft mode is smaller
         scale = img.width / float(meta["width"]) if meta.get("width") else 1.0
         half = half0 * scale
-        cx, cy = (left + right) / 2 * scale, (top + bottom) / 2 * scale
+        # the square around the face, moved inside the photo where it fits (no black edges)
+        cx = min(max((left + right) / 2 * scale, half), img.width - half) if 2 * half <= img.width \
+            else img.width / 2
+        cy = min(max((top + bottom) / 2 * scale, half), img.height - half) if 2 * half <= img.height \
+            else img.height / 2
         out = img.crop((int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half))))
         return out.resize((side, side), Image.LANCZOS)
 

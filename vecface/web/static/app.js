@@ -1,9 +1,14 @@
-// vecface search page: upload / drop / webcam snapshot / text -> /api/search/* -> a grid of hits.
+// vecface search page: upload / drop / webcam snapshot / text -> /api/search/* -> a grid of hits,
+// narrowed by the filters (date, camera, person, place). The People view is people.js.
 // Plain JS, no build step. The webcam is read here, in the browser (getUserMedia), never on the server.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { health: null, image: null, imageUrl: null, face: null, stream: null };
+// last: re-runs the last search (when a filter changes); seq: the latest request's number (an answer
+// to an earlier one is dropped); names: person id -> name (people.js)
+const state = { health: null, image: null, imageUrl: null, face: null, stream: null, last: null, seq: 0, names: {},
+  people: [] };
+const FILTERS = ["since", "until", "camera", "person", "near"];
 
 function setBusy(text) {
   document.body.dataset.state = "busy";
@@ -24,7 +29,28 @@ function ms(x) {
 
 function params() {
   const k = parseInt($("k").value, 10);
-  return { k: Number.isFinite(k) ? Math.min(Math.max(k, 1), 100) : 12, tag: $("tag").value.trim() };
+  return { k: Number.isFinite(k) ? Math.min(Math.max(k, 1), 100) : 12, tag: $("tag").value.trim(), filters: filters() };
+}
+
+// the filters given (blank ones are left out; km only with near), as the API takes them
+function filters() {
+  const f = {};
+  FILTERS.forEach((id) => { const v = $(id).value.trim(); if (v) f[id] = v; });
+  const km = $("km").value.trim();
+  if (f.near && km) f.km = km;
+  return f;
+}
+
+function describeFilters(f) {
+  return Object.entries(f || {}).map(([key, v]) =>
+    key === "person" ? `person ${state.names[v] || v}` : key === "km" ? `within ${v} km` : `${key} ${v}`).join(", ");
+}
+
+// the answer of a search (dropped, as null, when a newer search started meanwhile)
+async function latest(url, options) {
+  const seq = ++state.seq;
+  const res = await callApi(url, options);
+  return seq === state.seq ? res : null;
 }
 
 async function callApi(url, options) {
@@ -163,7 +189,8 @@ function renderResults(data, what) {
     const meta = document.createElement("div");
     meta.className = "meta foot";
     const tag = document.createElement("span");
-    tag.textContent = [h.face ? "face " + h.face : "", h.tag ? "tag " + h.tag : ""].filter(Boolean).join(" · ");
+    const who = h.person ? (state.names[h.person] || h.person) : "";
+    tag.textContent = [h.face ? "face " + h.face : "", h.tag ? "tag " + h.tag : "", who].filter(Boolean).join(" · ");
     meta.appendChild(tag);
     const more = document.createElement("button");
     more.type = "button";
@@ -173,14 +200,21 @@ function renderResults(data, what) {
     more.addEventListener("click", () => searchId(h.id, h.file));
     meta.appendChild(more);
     card.appendChild(meta);
+    if (h.taken || h.camera) {
+      const when = document.createElement("div");
+      when.className = "meta when";
+      when.textContent = [h.taken ? String(h.taken).slice(0, 10) : "", h.camera || ""].filter(Boolean).join(" · ");
+      card.appendChild(when);
+    }
     grid.appendChild(card);
   });
   const n = data.hits.length;
-  const timing = data.query.mode === "id"
+  const timing = data.query.mode === "id" || data.query.mode === "person"
     ? `search ${ms(data.search_ms)}`
     : `embed ${ms(data.embed_ms)} · search ${ms(data.search_ms)}`;
+  const shown = describeFilters(data.filters);
   $("status").textContent = `${what}: ${n} result${n === 1 ? "" : "s"} · ${timing}` +
-    (data.tag ? ` · tag ${data.tag}` : "");
+    (data.tag ? ` · tag ${data.tag}` : "") + (shown ? ` · ${shown}` : "");
   document.body.dataset.state = "done";
 }
 
@@ -188,15 +222,18 @@ function renderResults(data, what) {
 async function searchImage(blob, face) {
   if (!blob) return;
   state.image = blob;
+  state.last = () => searchImage(blob, face || null);
   if (face === null || face === undefined) showPreview(blob);
-  const { k, tag } = params();
+  const { k, tag, filters: f } = params();
   const form = new FormData();
   form.append("image", blob, blob.name || "query.jpg");
   form.append("k", String(k));
   if (tag) form.append("tag", tag);
   if (face) form.append("face", String(face));
+  Object.entries(f).forEach(([key, v]) => form.append(key, v));
   setBusy(face ? `searching with face ${face}…` : "searching…");
-  const res = await callApi("/api/search/image", { method: "POST", body: form });
+  const res = await latest("/api/search/image", { method: "POST", body: form });
+  if (!res) return;
   if (!res.ok) {
     const body = res.body || {};
     if (body.faces) showFaces(body.faces, body.image_size, null, body.choose_face);
@@ -215,22 +252,26 @@ async function searchImage(blob, face) {
 }
 
 async function searchText(text) {
-  const { k, tag } = params();
+  const { k, tag, filters: f } = params();
+  state.last = () => searchText(text);
   $("preview").hidden = true;
   setBusy("searching…");
-  const res = await callApi("/api/search/text", {
+  const res = await latest("/api/search/text", {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ text, k, tag: tag || null }),
+    body: JSON.stringify({ text, k, tag: tag || null, ...f }),
   });
+  if (!res) return;
   if (!res.ok) return showError(res.body.error || "the search failed");
   renderResults(res.body, `“${text}”`);
 }
 
 async function searchId(id, file) {
-  const { k, tag } = params();
+  const { k, tag, filters: f } = params();
+  state.last = () => searchId(id, file);
   setBusy("searching…");
-  const url = `/api/search/id/${encodeURIComponent(id)}?k=${k}` + (tag ? `&tag=${encodeURIComponent(tag)}` : "");
-  const res = await callApi(url);
+  const query = new URLSearchParams({ k: String(k), ...(tag ? { tag } : {}), ...f });
+  const res = await latest(`/api/search/id/${encodeURIComponent(id)}?${query}`);
+  if (!res) return;
   if (!res.ok) return showError(res.body.error || "the search failed");
   renderResults(res.body, `like ${file || id}`);
 }
@@ -289,7 +330,16 @@ async function init() {
   $("text-form").hidden = !h.embedder.supports_text;
   $("text-off").hidden = h.embedder.supports_text;
   $("text").disabled = !h.embedder.supports_text;
+  await loadPeople();  // people.js: names for the person filter and the hits
+  showView(location.hash === "#people" ? "people" : "search");
   document.body.dataset.state = "ready";
+}
+
+// ---- the filters: a change searches again with the last query
+function filtersChanged() {
+  const shown = describeFilters(filters());
+  $("filters-on").textContent = shown ? "· " + shown : "";
+  if (state.last) state.last();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -312,5 +362,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const text = $("text").value.trim();
     if (text) searchText(text);
   });
+  FILTERS.concat(["km"]).forEach((id) => $(id).addEventListener("change", filtersChanged));
+  $("filters-clear").addEventListener("click", () => {
+    FILTERS.forEach((id) => { $(id).value = ""; });
+    filtersChanged();
+  });
+  window.addEventListener("hashchange", () => showView(location.hash === "#people" ? "people" : "search"));
   init();
 });
