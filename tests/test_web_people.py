@@ -211,9 +211,9 @@ def test_no_people_yet_says_what_to_do(tmp_path, faiss_options, vecface_home):
 
 
 def test_not_a_face_collection_has_no_people(tmp_path, faiss_options, vecface_home, tiny_clip):
-    from .test_web import build_clip_collection
-
     from pathlib import Path
+
+    from .test_web import build_clip_collection
 
     info = build_clip_collection(tmp_path, f"webclipnopeople_{os.getpid()}", faiss_options["path"], Path(tiny_clip))
     app = create_app("faiss", info["name"], store_options=faiss_options, device="cpu")

@@ -1,7 +1,7 @@
 """The People view's API: the people of the served collection (``vecface people`` grouped them),
 a crop of each one's representative face, their faces in the collection, and renaming in place.
-Everything goes through :mod:`vecface.people`'s functions (``list_people``, ``resolve``, ``rename``)
-and the query service, with the people table of the served data directory.
+Everything goes through :mod:`vecface.people`'s functions (``list_people``, ``resolve``, ``rename``:
+the people are kept in the collection itself) and the query service.
 
 * ``GET /api/people`` every person: id, name, face count, URLs of their face and their photos;
   ``message`` says why there are none (not a face collection, or ``vecface people`` never run).
@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import people, search
+from .errors import WebError
 from .schemas import ERRORS, MAX_K, ErrorOut, NameIn, PeopleOut, PersonOut, SearchOut
 from .service import SearchService, _basename
 from .thumbs import face_crop
@@ -33,8 +34,8 @@ def list_all(svc: SearchService) -> dict[str, Any]:
     if not svc.embedder.per_face:
         return {"people": [], "message": f"People are groups of faces: this collection holds whole images "
                                           f"({svc.embedder.kind}); ingest photos with --embedder face-dlib to get people."}
-    with svc.lock, svc.people_table() as table:
-        found = people.list_people(svc.store, table)
+    with svc.lock:
+        found = people.list_people(svc.store)
     if not found:
         return {"people": [], "message": f"No people yet: run vecface people --backend {svc.backend} "
                                           f"--collection {svc.collection} to group the faces into people."}
@@ -47,19 +48,17 @@ def _person(p: people.Person) -> dict[str, Any]:
             "file": _basename(p.path), "face": url + "/face", "photos": url + "/photos"}
 
 
-def _find(svc: SearchService, who: str, table: Any) -> people.Person:
+def _find(svc: SearchService, who: str) -> people.Person:
     """The person ``who`` (id or name); UnknownRecord (404) for nobody."""
-    pid = people.resolve(svc.store, who, table)[0]
-    return next(p for p in people.list_people(svc.store, table) if p.id == pid)
+    pid = people.resolve(svc.store, who)[0]
+    return next(p for p in people.list_people(svc.store) if p.id == pid)
 
 
 def face(svc: SearchService, who: str) -> bytes:
-    with svc.lock, svc.people_table() as table:
-        rep = _find(svc, who, table).representative
+    with svc.lock:
+        rep = _find(svc, who).representative
         record = search.get_record(svc.store, rep) if rep else None
     if record is None:
-        from .errors import WebError
-
         raise WebError(404, f"person {who!r} has no representative face; run vecface people again")
     return face_crop(record, svc.thumb_dir)
 
@@ -67,8 +66,8 @@ def face(svc: SearchService, who: str) -> bytes:
 def photos(svc: SearchService, who: str, k: int | None = None) -> dict[str, Any]:
     """Their faces in the collection as search hits: a search with their representative face's
     vector, filtered on the person (``k``: at most this many, default all of them up to MAX_K)."""
-    with svc.lock, svc.people_table() as table:
-        p = _find(svc, who, table)
+    with svc.lock:
+        p = _find(svc, who)
         k = min(k or p.faces, p.faces, MAX_K) or 1
         result = search.search_id(svc.store, p.representative, k, filter={"person": p.id}, include_self=True)
     query = {"mode": "person", "person": p.id, "name": p.name, "faces": p.faces}
@@ -76,8 +75,8 @@ def photos(svc: SearchService, who: str, k: int | None = None) -> dict[str, Any]
 
 
 def rename(svc: SearchService, who: str, name: str | None) -> dict[str, Any]:
-    with svc.lock, svc.people_table() as table:
-        return _person(people.rename(svc.store, who, name, table))
+    with svc.lock:
+        return _person(people.rename(svc.store, who, name))
 
 
 def add_routes(app: FastAPI, svc: SearchService) -> None:

@@ -4,7 +4,6 @@ is :mod:`vecface.search`'s, the same the CLI runs."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import warnings
@@ -75,12 +74,6 @@ class SearchService:
                              "per_face": e.per_face},
                 "max_upload_bytes": self.max_upload, "max_k": MAX_K}
 
-    @contextlib.contextmanager
-    def people_table(self):
-        """None: the people are kept in the store itself now (:mod:`vecface.people`), so its
-        functions' ``table`` argument is ignored; kept until the People view stops passing it."""
-        yield None
-
     # ---- searches
     def search_image(self, data: bytes, k: int, tag: str | None, face: int | None,
                      filters: FiltersIn | None = None) -> dict[str, Any]:
@@ -119,9 +112,7 @@ class SearchService:
             raise WebError(400, "km is the radius of near: give near=LAT,LON too")
         near = Near.parse(f.near, 50.0 if f.km is None else f.km) if f.near else None
         try:
-            with self.people_table() if f.person else contextlib.nullcontext() as table:
-                flt = search.query_filter(self.store, person=f.person, since=f.since, until=f.until,
-                                          camera=f.camera, people=table)
+            flt = search.query_filter(self.store, person=f.person, since=f.since, until=f.until, camera=f.camera)
         except UnknownRecord as e:
             raise WebError(400, str(e)) from None
         return flt, near
