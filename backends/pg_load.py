@@ -7,9 +7,9 @@ by binary COPY into a temporary staging table, then merged with ``INSERT ... ON 
 UPDATE``. Either way a failed batch never touches what earlier batches stored, and every committed
 batch is in the WAL (the tables are logged), so it survives a crash of the server.
 
-Loading many rows into an empty collection, the batches are spread over several connections
-(``streams``), each COPYing and committing its own batches: PostgreSQL then writes WAL and heap
-pages for several batches at once instead of one after the other.
+An upsert of several batches spreads them over several connections (``streams``), each COPYing
+and committing its own batches: PostgreSQL then writes WAL and heap pages for several batches at
+once instead of one after the other, and one stream's encoding overlaps another's send.
 """
 
 from __future__ import annotations

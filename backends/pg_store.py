@@ -42,8 +42,8 @@ from vecface.types import HNSW, Exact, Hit, IndexSpec, IVFFlat, Metric, Record, 
 from . import pg_load, pg_query, pg_schema, pg_server
 from .pg_conn import Router, close_connection, converts_errors, open_connection, versions
 
-#: an upsert of at least this many rows into an empty collection is written over several connections
-PARALLEL_MIN_ROWS = 20_000
+#: an upsert of at least this many rows into an empty collection builds the filter btrees after the load
+EMPTY_FAST_PATH_MIN_ROWS = 20_000
 
 
 def _env_list(name: str) -> list[str]:
@@ -136,21 +136,24 @@ class PgVectorStore(VectorStore):
 
     @converts_errors("upsert")
     def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
+        """Two batches or more go over ``load_streams`` connections at once (each batch still its
+        own transaction); into an empty collection, EMPTY_FAST_PATH_MIN_ROWS rows or more, the filter
+        btrees are dropped first and built once afterwards (in bulk, far cheaper than row by row; if
+        the load is cut off, the next open of the collection makes them)."""
         with self._lock:
-            parallel = (self._streams > 1 and len(ids) >= PARALLEL_MIN_ROWS
-                        and pg_load.is_empty(self._c(), self._n))
-            if not parallel:
+            if self._streams < 2 or len(ids) <= batch_size:
                 return super()._upsert_all(ids, mat, metas, batch_size)
             batches = [(ids[s:s + batch_size], mat[s:s + batch_size], metas[s:s + batch_size])
                        for s in range(0, len(ids), batch_size)]
-            # the filter btrees are built once after the load (in bulk, far cheaper than row by row);
-            # if the load is cut off, the next open of the collection makes them
-            pg_schema.drop_filter_indexes(self._c(), self._n)
+            rebuild = len(ids) >= EMPTY_FAST_PATH_MIN_ROWS and pg_load.is_empty(self._c(), self._n)
+            if rebuild:
+                pg_schema.drop_filter_indexes(self._c(), self._n)
             try:
                 self._writer().parallel(self._extra_connection, self._streams, batches)
             finally:
-                pg_schema.create_filter_indexes(self._c(), self._n)
-            self._wrote()
+                if rebuild:
+                    pg_schema.create_filter_indexes(self._c(), self._n)
+                self._wrote()
         return len(ids)
 
     def _wrote(self) -> None:

@@ -14,9 +14,9 @@ import psutil
 
 import vecface
 from vecface.backends import pg_server
-from vecface.backends.pg_store import PARALLEL_MIN_ROWS
+from vecface.backends.pg_store import EMPTY_FAST_PATH_MIN_ROWS
 
-N = PARALLEL_MIN_ROWS + 500
+N = EMPTY_FAST_PATH_MIN_ROWS + 500
 
 
 def test_sigkill_of_the_server_right_after_a_committed_load_loses_nothing(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import vecface
 from vecface import HNSW, IVFFlat, Record
 from vecface.backends import pg_query, pg_server
-from vecface.backends.pg_store import PARALLEL_MIN_ROWS, PgVectorStore
+from vecface.backends.pg_store import EMPTY_FAST_PATH_MIN_ROWS, PgVectorStore
 from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex
 from vecface.filters import matches_filter, normalise_filter
 
@@ -228,7 +228,7 @@ def test_hooks_raw_searcher_one_by_one_sizes(pg, admin):
 
 
 def test_load_into_an_empty_collection_over_several_streams(pg):
-    n = PARALLEL_MIN_ROWS + 1234
+    n = EMPTY_FAST_PATH_MIN_ROWS + 1234
     x = np.random.default_rng(0).normal(size=(n, 4)).astype(np.float32)
     s = pg("streams", dim=4, load_streams=3)
     ids = [f"r{i}" for i in range(n)]
@@ -238,7 +238,7 @@ def test_load_into_an_empty_collection_over_several_streams(pg):
     assert [r.metadata["n"] for r in got] == [0, n - 1, 20000]
     np.testing.assert_allclose(got[1].vector, x[n - 1] / np.linalg.norm(x[n - 1]), atol=1e-6)
     # not empty any more: the same ids again go through the merge, nothing doubled
-    assert s.upsert_arrays(ids[:PARALLEL_MIN_ROWS + 1], x[:PARALLEL_MIN_ROWS + 1]) == PARALLEL_MIN_ROWS + 1
+    assert s.upsert_arrays(ids[:EMPTY_FAST_PATH_MIN_ROWS + 1], x[:EMPTY_FAST_PATH_MIN_ROWS + 1]) == EMPTY_FAST_PATH_MIN_ROWS + 1
     assert s.count() == n and s.get("r5")[0].metadata == {}
 
 
