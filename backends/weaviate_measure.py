@@ -19,14 +19,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def raw_searcher(coll: Any, k: int) -> Callable[[Any], list]:
-    """``near_vector`` as a plain weaviate-client user calls it for ids: UUIDs and distances, no
-    properties, the vector as a list (what the client turns a numpy array into anyway)."""
+    """``near_vector`` as a plain weaviate-client user calls it for what vecface's search returns:
+    the distances and the properties holding each record's id and metadata (a search that must answer
+    with them cannot skip them), the vector as a list (what the client turns a numpy array into
+    anyway). Returns the ids."""
+    metadata = MetadataQuery(distance=True)
+    props = list(schema.RETURN_PROPS)
 
     def search(vec: Any) -> list:
         res = coll.query.near_vector(near_vector=vec.tolist() if hasattr(vec, "tolist") else vec, limit=k,
-                                     target_vector=VECTOR, return_metadata=MetadataQuery(distance=True),
-                                     return_properties=[])
-        return [o.uuid for o in res.objects]
+                                     target_vector=VECTOR, return_metadata=metadata, return_properties=props)
+        return [o.properties["vid"] for o in res.objects]
 
     return search
 

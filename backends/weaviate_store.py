@@ -48,7 +48,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise MissingDependency(getattr(e, "name", None) or "weaviate-client", extra="weaviate",
                             purpose="the Weaviate backend") from e
 
-from vecface.errors import BackendError, BackendUnavailable, CollectionMismatch, IngestFailed
+from vecface.errors import BackendError, BackendUnavailable, CollectionMismatch
 from vecface.store import VectorStore
 from vecface.types import DEFAULT_EF_SEARCH, HNSW, Exact, Hit, IndexSpec, Metric, Record, spec_from_dict, spec_to_dict
 
@@ -56,13 +56,12 @@ from . import weaviate_check
 from . import weaviate_conn as conn
 from . import weaviate_measure as measure
 from . import weaviate_server
+from . import weaviate_write
 from . import weaviate_schema as schema
 from .weaviate_schema import CLASS_PREFIX, RETURN_PROPS, VECTOR, object_uuid
 
 MAX_PER_REQUEST = 1000  # ids per fetch / delete request (Weaviate's QUERY_MAXIMUM_RESULTS is 10000)
-BATCH_OBJECTS = 1000  # objects per gRPC batch request
 COPY_CHUNK = 1000  # objects per batch when an index change copies a collection
-MAX_REPORTED_ERRORS = 5
 if weaviate_check.repair_after_crash not in weaviate_server.after_crash_restart:
     # a local server restarted after its predecessor died gets its indexes checked and repaired
     weaviate_server.after_crash_restart.append(weaviate_check.repair_after_crash)
@@ -255,32 +254,8 @@ class WeaviateStore(VectorStore):
             self._import(self._cls, objects, len(ids))
 
     def _import(self, cls: str, objects, total: int) -> None:
-        """Import (uuid, properties, vector) tuples, ``insert_many`` of up to BATCH_OBJECTS at a time
-        (one gRPC batch request each: the fastest of the client's ways, see bench/weaviate_import.py);
-        raise IngestFailed for any failed object."""
-        from weaviate.classes.data import DataObject
-        from weaviate.exceptions import WeaviateInsertManyAllFailedError
-
-        coll = self._coll(cls)
-        failed: list[tuple[str, str]] = []
-        objects = iter(objects)
-        while chunk := list(itertools.islice(objects, BATCH_OBJECTS)):
-            try:
-                res = coll.data.insert_many([DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in chunk])
-            except WeaviateInsertManyAllFailedError as e:
-                if conn.is_gone(e):
-                    raise
-                failed += [(str(p.get("vid") or u), conn.scrub(str(e), self._opts)) for u, p, _ in chunk]
-                continue
-            failed += [(str(chunk[i][1].get("vid") or chunk[i][0]), str(err.message)) for i, err in res.errors.items()]
-        if not failed:
-            return
-        detail = "; ".join(f"{i}: {msg}" for i, msg in failed[:MAX_REPORTED_ERRORS])
-        message = (f"{len(failed)} of {total} objects were not stored in Weaviate collection {cls} "
-                   f"(the others were); first errors: {conn.scrub(detail, self._opts)}")
-        if all(conn.is_gone(RuntimeError(msg)) for _, msg in failed):
-            raise BackendUnavailable(message)
-        raise IngestFailed(message, failed[:MAX_REPORTED_ERRORS])
+        """Import (uuid, properties, vector) tuples into class ``cls`` (:func:`.weaviate_write.import_objects`)."""
+        weaviate_write.import_objects(self._coll(cls), cls, objects, total, self._opts)
 
     @_op("delete")
     def _delete(self, ids: list[str]) -> int:
@@ -388,23 +363,26 @@ class WeaviateStore(VectorStore):
             for q in queries:
                 res = coll.query.near_vector(near_vector=q.tolist(), limit=k, filters=where, target_vector=VECTOR,
                                              return_metadata=DISTANCE, return_properties=RETURN_PROPS)
-                hits = []  # Weaviate returns them closest first
-                for o in res.objects:
-                    meta = o.properties.get("meta")
-                    hits.append(self._hit(o.properties["vid"], self._distance(o.metadata.distance),
-                                          json.loads(meta) if meta and meta != "{}" else {}))
-                out.append(hits)
+                out.append(self._hits(res.objects))
         return out
 
-    def _distance(self, d: float | None) -> float:
-        d = float(d if d is not None else math.nan)
-        # Weaviate's l2-squared -> Euclidean; "dot" is already -<a, b>; "cosine" is already 1 - cos
-        return math.sqrt(max(d, 0.0)) if self.metric is Metric.L2 else d
+    def _hits(self, objects: Sequence[Any]) -> list[Hit]:
+        """Hits of Weaviate's answer (closest first already). Distances: Weaviate's l2-squared becomes
+        Euclidean, "dot" is already -<a, b>, "cosine" already 1 - cos. The metadata is handed over as
+        the stored JSON text, decoded only when a caller reads it (see :class:`~vecface.types.Hit`)."""
+        metric = self.metric
+        out = []
+        for o in objects:
+            props = o.properties
+            d = o.metadata.distance
+            d = math.nan if d is None else (math.sqrt(max(d, 0.0)) if metric is Metric.L2 else float(d))
+            out.append(Hit(props["vid"], d, metric.similarity(d), props.get("meta") or None))
+        return out
 
     # ------------------------------------------------------------------ measurement hooks (weaviate_measure)
     def raw_searcher(self, k: int) -> Callable[[Any], list]:
         """weaviate-client ``near_vector`` on this collection's index (same ef and filter strategy),
-        asking for what a plain client asks: the object UUIDs and distances, no properties."""
+        asking for what vecface's search needs: the distances, the ids and the metadata."""
         self._check_open()
         with self._lock:
             self._apply_query_params()

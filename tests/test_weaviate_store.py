@@ -248,12 +248,9 @@ def test_measurement_hooks(opened):
     assert s.server_versions()["weaviate"][0].isdigit()
     size = s.storage_bytes()
     assert size is None or size > 0
-    raw = s.raw_searcher(5)
-    from vecface.backends.weaviate_schema import object_uuid
-
-    assert [str(u) for u in raw(x[3])][0] == object_uuid("i3")
-    assert [h.id for h in s.search(x[3], k=5)] == [
-        {object_uuid(f"i{i}"): f"i{i}" for i in range(200)}[str(u)] for u in raw(x[3])]
+    raw = s.raw_searcher(5)  # asks for what vecface's search needs, returns the ids
+    assert raw(x[3])[0] == "i3"
+    assert [h.id for h in s.search(x[3], k=5)] == raw(x[3])
     ticks = []
     said = s.insert_one_by_one([f"o{i}" for i in range(7)], x[:7], [{}] * 7, ticks.append)
     assert "insert" in said and sum(ticks) == 7
