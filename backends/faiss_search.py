@@ -191,6 +191,15 @@ class Searcher:
     def search(self, view: Any, qp: Any, metric: Metric, queries: np.ndarray, k: int,
                flt: dict[str, Any] | None) -> list[list[Hit]]:
         cols = view.cols
+        if flt is None and cols.alive_count == cols.n:  # the common case, first and shortest
+            kk = min(k, cols.n)
+            params = self.cache.get(kk)
+            if params is None:
+                if kk == 0:
+                    return [[] for _ in range(len(queries))]
+                params = self.cache[kk] = query_params(view.index, view.spec, qp.ef_search, qp.probes, kk)
+            dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+            return self._hits(cols, dist, labels, metric)
         key = json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None
         sel = self._selection(cols, key, flt) if (flt or cols.dead) else None
         kk = min(k, cols.alive_count if sel is None else sel.count)  # never allocate for more
@@ -257,18 +266,21 @@ class Searcher:
 
     @staticmethod
     def _hits(cols: Any, raw: np.ndarray, labels: np.ndarray, metric: Metric) -> list[list[Hit]]:
-        """FAISS's scores and slots as Hits: ids by one fancy index, metadata by one JSON parse per row."""
+        """FAISS's scores and slots as Hits: ids by one fancy index, the metadata as each record's JSON
+        text from the columns (a Hit decodes it when it is first read: nothing is parsed or copied
+        for a caller that only wants ids and distances)."""
         out = []
+        meta = cols.meta
         for srow, lrow in zip(raw.tolist(), labels):
             if lrow[-1] < 0:
                 lrow = lrow[lrow >= 0]
                 srow = srow[: len(lrow)]  # FAISS puts the missing results last
+            slots = lrow.tolist()
+            ids = cols.ids[lrow].tolist()
             if metric is Metric.COSINE:   # the score is the cosine similarity
-                pairs = [(1.0 - x, x) for x in srow]
+                out.append([Hit(i, 1.0 - x, x, meta[s]) for i, x, s in zip(ids, srow, slots)])
             elif metric is Metric.IP:     # the score is the inner product
-                pairs = [(-x, x) for x in srow]
+                out.append([Hit(i, -x, x, meta[s]) for i, x, s in zip(ids, srow, slots)])
             else:                         # the score is the squared distance
-                pairs = [(math.sqrt(max(x, 0.0)), None) for x in srow]
-            out.append([Hit(i, d, sim, m) for i, (d, sim), m in
-                        zip(cols.ids[lrow].tolist(), pairs, cols.metadata(lrow.tolist()))])
+                out.append([Hit(i, math.sqrt(max(x, 0.0)), None, meta[s]) for i, x, s in zip(ids, srow, slots)])
         return out

@@ -32,6 +32,7 @@ from .types import (
     QueryParams,
     Record,
     as_matrix,
+    as_query,
     clean_metadata_batch,
     parse_index,
     validate_ids,
@@ -215,10 +216,12 @@ class VectorStore(abc.ABC):
 
     def search(self, vector: Any, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[Hit]:
         """The k nearest records to ``vector`` (closest first), optionally filtered on metadata."""
-        vec = np.asarray(vector, dtype=np.float32) if not isinstance(vector, np.ndarray) else vector
-        if vec.ndim != 1:
-            raise InvalidArgument(f"search takes one vector; use search_many for shape {vec.shape}")
-        return self.search_many(vec[None, :], k, filter)[0]
+        # one query: the same checks as search_many, on the single-vector fast path (the hot path of
+        # every benchmark and of serving)
+        self._check_open()
+        k = validate_k(k)
+        flt = normalise_filter(filter) if filter is not None else None
+        return self._search(as_query(vector, self.dim, self.metric), k, flt)[0]
 
     def search_many(self, vectors: Any, k: int = 10, filter: Mapping[str, Any] | None = None) -> list[list[Hit]]:
         self._check_open()

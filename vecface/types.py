@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -188,14 +189,32 @@ class Record:
         return self.metadata.get("bbox")
 
 
-@dataclass
 class Hit:
-    """One search result. ``distance``: smaller is closer (see :class:`Metric`)."""
+    """One search result. ``distance``: smaller is closer (see :class:`Metric`).
 
-    id: str
-    distance: float
-    similarity: float | None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    A plain ``__slots__`` object (a search makes k of them per query). ``metadata`` may be handed
+    over as the record's JSON text by a backend that keeps it encoded (FAISS): it is then decoded
+    the first time it is read, so a caller that only wants ids and distances never pays for it."""
+
+    __slots__ = ("id", "distance", "similarity", "_meta")
+
+    def __init__(self, id: str, distance: float, similarity: float | None,
+                 metadata: dict[str, Any] | str | None = None):
+        self.id = id
+        self.distance = distance
+        self.similarity = similarity
+        self._meta = {} if metadata is None else metadata
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self._meta
+        if meta.__class__ is str:
+            meta = self._meta = json.loads(meta)
+        return meta
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._meta = value
 
     @property
     def path(self) -> str | None:
@@ -208,6 +227,18 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "distance": self.distance, "similarity": self.similarity,
                 "metadata": self.metadata}
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.id, self.distance, self.similarity, self.metadata) == \
+            (other.id, other.distance, other.similarity, other.metadata)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (f"Hit(id={self.id!r}, distance={self.distance!r}, similarity={self.similarity!r}, "
+                f"metadata={self.metadata!r})")
 
 
 # ---------------------------------------------------------------- validation helpers
@@ -247,6 +278,27 @@ def as_matrix(vectors: Any, dim: int, metric: Metric | None = None, what: str = 
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def as_query(vector: Any, dim: int, metric: Metric, what: str = "query vector") -> np.ndarray:
+    """One query vector as a (1, dim) C-contiguous float32 array, checked and (cosine) normalised as
+    :func:`as_matrix` does. The usual case (a 1-d float array of the right length, neither tiny nor
+    huge) costs one dot product: its value is finite only when every element is, and it is the squared
+    norm. Anything else takes :func:`as_matrix`'s careful path (and its errors)."""
+    if vector.__class__ is np.ndarray and vector.ndim == 1 and vector.shape[0] == dim and vector.dtype.kind == "f":
+        v = vector if vector.dtype == np.float32 else vector.astype(np.float32)
+        sq = float(np.vdot(v, v))  # vdot: no floating-point error check, so an overflow is silent here
+        if _SAFE_SQUARE < sq < math.inf:
+            if metric is Metric.COSINE:
+                return (v / math.sqrt(sq)).reshape(1, dim)
+            return np.ascontiguousarray(v).reshape(1, dim)
+    try:
+        arr = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"{what} is not numeric: {e}") from None
+    if arr.ndim != 1:
+        raise InvalidArgument(f"search takes one vector; use search_many for shape {arr.shape}")
+    return as_matrix(arr, dim, metric, what)
+
+
 def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
     """Rows scaled to unit length. One pass in the usual case; rows whose float32 norm overflows
     (values near 1e38) or underflows are scaled by their largest magnitude first, so they are not
@@ -263,6 +315,7 @@ def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
 
 # below this float32 norm, squaring has lost precision (subnormal range): take the careful path
 _SAFE_NORM = 1e-18
+_SAFE_SQUARE = _SAFE_NORM ** 2
 
 
 #: the most results one query may ask for (Weaviate's own QUERY_MAXIMUM_RESULTS default); a larger k
@@ -297,8 +350,6 @@ def clean_metadata(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 def clean_metadata_batch(metas: Sequence[Mapping[str, Any] | None]) -> list[dict[str, Any]]:
     """:func:`clean_metadata` for many records at once: the per-record checks, then one JSON
     serialisation of the whole batch (a record is only serialised alone to name the one that failed)."""
-    import json
-
     out = [_checked_fields(m) for m in metas]
     try:
         json.dumps(out, allow_nan=False)
