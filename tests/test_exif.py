@@ -148,3 +148,25 @@ def test_search_near_keeps_only_hits_within_km(store_factory):
     # a lat range of the caller's own narrows the box further (both apply)
     hits = search_near(s, x[0], 500, {"lat": {"gte": 38.72}}, near)
     assert sorted(h.id for h in hits) == sorted(f"r{i}" for i in within if lat[i] >= 38.72)
+
+
+def test_box_filter_is_native_and_exact(store_factory):
+    """--box S,W,N,E: every backend returns exactly the records inside the box (numpy brute force)."""
+    import numpy as np
+
+    from vecface.errors import InvalidArgument
+    from vecface.search import query_filter
+
+    rng = np.random.default_rng(9)
+    n = 200
+    lat, lon = rng.uniform(36.0, 42.0, n), rng.uniform(-10.0, -6.0, n)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    s = store_factory(dim=8)
+    s.upsert_arrays([f"r{i}" for i in range(n)], x, [{"lat": float(a), "lon": float(b)} for a, b in zip(lat, lon)])
+    flt = query_filter(s, box="38.0,-9.5,40.0,-7.5")
+    inside = {f"r{i}" for i in range(n) if 38.0 <= lat[i] <= 40.0 and -9.5 <= lon[i] <= -7.5}
+    assert 10 < len(inside) < n / 2
+    assert {h.id for h in s.search(x[0], k=n, filter=flt)} == inside
+    for bad in ("38,-9.5,40", "40,-9.5,38,-7.5", "38,-7.5,40,-9.5", "38,-9.5,91,-7.5"):
+        with pytest.raises(InvalidArgument, match="--box"):
+            query_filter(s, box=bad)

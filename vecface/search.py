@@ -32,7 +32,7 @@ from .errors import InvalidArgument, NoFaceFound, UnknownCollection, UnknownReco
 from .manifest import MANIFEST_NAME, Manifest, check_spec
 from .store import VectorStore
 from .types import MAX_K, Hit, Record, validate_k
-from .whenwhere import Near, date_range, search_near
+from .whenwhere import Near, bounding_box, date_range, search_near
 
 MAX_ID_LENGTH = 256
 
@@ -79,17 +79,21 @@ def make_filter(tag: str | list[str] | None = None, more: dict[str, Any] | None 
 
 
 def query_filter(store: VectorStore, *, person: str | list[str] | None = None, since: str | None = None,
-                 until: str | None = None, camera: str | None = None, people: Any = None) -> dict[str, Any] | None:
+                 until: str | None = None, camera: str | None = None, box: str | None = None,
+                 people: Any = None) -> dict[str, Any] | None:
     """The filter of a search by who, when and which camera (``vecface search --person --since
     --until --camera`` and the web page's filters): people named or numbered (``Grandpa``, ``p3``)
     as their ids (:func:`vecface.people.resolve`, from the store; ``people`` is ignored), ``since`` and
-    ``until`` as a ``taken`` range (:func:`vecface.whenwhere.date_range`), ``camera`` as it is.
+    ``until`` as a ``taken`` range (:func:`vecface.whenwhere.date_range`), ``camera`` as it is,
+    ``box`` (``"S,W,N,E"``) as lat/lon ranges (:func:`vecface.whenwhere.bounding_box`).
     Blank values are not filtered on; None when nothing is."""
     from .people import resolve
 
     flt: dict[str, Any] = dict(date_range(since or None, until or None) or {})
     if camera and camera.strip():
         flt["camera"] = camera.strip()
+    if box and box.strip():
+        flt.update(bounding_box(box))
     wanted = [person] if isinstance(person, str) else list(person or [])
     wanted = [w.strip() for w in wanted if w and w.strip()]
     if wanted:

@@ -10,21 +10,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .common import EXIT_ERROR, AsJson, Backend, DataDir, Dsn, FaissPath, Url, handle_errors, target
+from .common import EXIT_ERROR, AsJson, Backend, Connection, handle_errors, with_connection
 
 MAX_LISTED = 20
 
 
 @handle_errors
+@with_connection
 def check_cmd(
     collection: Annotated[str, typer.Argument(help="the collection to check")],
     backend: Backend = "weaviate",
     repair: Annotated[bool, typer.Option("--repair", help="re-index the records the index misses")] = False,
-    data_dir: DataDir = None, dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None,
     as_json: AsJson = False,
+    conn: Connection = None,
 ) -> None:
     """Compare the stored records with what the vector index returns; exit 1 if some stay unsearchable."""
-    t = target(backend, collection, data_dir, dsn, url, faiss_path)
+    t = conn.target(backend, collection)
     console = Console(stderr=True)
     with t.open(create=False) as store:
         total = store.count()

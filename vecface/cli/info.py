@@ -13,16 +13,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..config import data_dir as resolve_data_dir
-from .common import AsJson, DataDir, Dsn, FaissPath, Url, handle_errors, target
+from .common import AsJson, Connection, handle_errors, with_connection
 
 
 @handle_errors
-def backends_cmd(dsn: Dsn = None, url: Url = None, data_dir: DataDir = None) -> None:
+@with_connection
+def backends_cmd(conn: Connection = None) -> None:
     """List each backend, whether it is available here, and why not if not."""
     from ..registry import check_backends
 
-    statuses = check_backends(pgvector={"dsn": dsn, "data_dir": data_dir},
-                              weaviate={"url": url, "data_dir": data_dir})
+    statuses = check_backends(pgvector={**conn.options("pgvector"), "data_dir": conn.data_dir},
+                              weaviate={**conn.options("weaviate"), "data_dir": conn.data_dir})
     table = Table(title="vecface backends")
     table.add_column("backend")
     table.add_column("available")
@@ -33,14 +34,12 @@ def backends_cmd(dsn: Dsn = None, url: Url = None, data_dir: DataDir = None) -> 
 
 
 @handle_errors
+@with_connection
 def collections_cmd(
     backend: Annotated[Optional[str], typer.Option(
         "--backend", "-b", help="list every collection this backend holds, from the backend itself")] = None,
-    data_dir: DataDir = None,
-    dsn: Dsn = None,
-    url: Url = None,
-    faiss_path: FaissPath = None,
     as_json: AsJson = False,
+    conn: Connection = None,
 ) -> None:
     """List collections: with --backend, every collection that backend holds (embedder, count,
     index, size, from the backend itself, so also those ingested from another machine); without,
@@ -51,10 +50,10 @@ def collections_cmd(
     from ..registry import backend_class, backend_options
 
     if backend is not None:
-        where = target(backend, "x", data_dir, dsn, url, faiss_path)  # checks the backend and the flags
+        where = conn.target(backend, "x")  # checks the backend and the flags
         found = backend_class(backend).list_collections(
             **backend_options(backend, data_dir=where.home, **where.connection))
-    with Manifest(resolve_data_dir(data_dir) / MANIFEST_NAME) as manifest:
+    with Manifest(resolve_data_dir(conn.data_dir) / MANIFEST_NAME) as manifest:
         here = {(b, name): (spec, dim, created) for b, name, spec, dim, created in manifest.collections(backend)}
         rows = []
         for b, name in ([(backend, c.name) for c in found] if backend is not None else list(here)):
@@ -104,20 +103,18 @@ def _size(n: int | None) -> str | None:
 
 
 @handle_errors
+@with_connection
 def drop_cmd(
     collection: Annotated[str, typer.Argument(help="the collection to delete")],
     backend: Annotated[str, typer.Option("--backend", "-b", help="its backend")] = "faiss",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-    data_dir: DataDir = None,
-    dsn: Dsn = None,
-    url: Url = None,
-    faiss_path: FaissPath = None,
+    conn: Connection = None,
 ) -> None:
     """Delete a collection and everything in it from its backend, and forget it in the ingest
     manifest here (its people go with it: they are kept in the store). Asks first unless --yes."""
     from ..manifest import MANIFEST_NAME, Manifest
 
-    where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    where = conn.target(backend, collection)
     store = where.open(create=False)
     try:
         count = store.count()

@@ -18,19 +18,17 @@ from .common import (
     AsJson,
     Backend,
     Collection,
-    DataDir,
+    Connection,
     Device,
-    Dsn,
-    FaissPath,
     Model,
     Tag,
-    Url,
     handle_errors,
-    target,
+    with_connection,
 )
 
 
 @handle_errors
+@with_connection
 def ingest_cmd(
     paths: Annotated[list[Path], typer.Argument(help="folders (scanned recursively) or image files")],
     backend: Backend = "faiss",
@@ -56,10 +54,6 @@ def ingest_cmd(
         help="downscale photos to this long side before detection (default 1600)")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(
         help="refuse images larger than this (decompression bombs; default 100000000)")] = None,
-    data_dir: DataDir = None,
-    dsn: Dsn = None,
-    url: Url = None,
-    faiss_path: FaissPath = None,
     ray: Annotated[Optional[str], typer.Option(
         "--ray", metavar="ADDRESS", help="do the work on a Ray cluster: its address (host:port), 'auto' (the "
                                          "cluster this machine is part of) or 'local' (start Ray here); "
@@ -68,6 +62,7 @@ def ingest_cmd(
         "--prune", help="also delete the records of files under PATHS that are gone from disk")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show a progress bar")] = True,
     as_json: AsJson = False,
+    conn: Connection = None,
 ) -> None:
     """Embed every image under PATHS into a collection (idempotent and resumable)."""
     from ..embedders import make_embedder
@@ -76,7 +71,7 @@ def ingest_cmd(
     from ..collection_info import stored_spec
     from ..search import resolve_spec
 
-    where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    where = conn.target(backend, collection)
     missing = [str(p) for p in paths if not p.expanduser().exists()]
     if missing:  # before anything is opened or stored
         raise InvalidArgument(f"{', '.join(missing)} do(es) not exist")

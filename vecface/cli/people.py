@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .common import AsJson, Backend, Collection, DataDir, Dsn, FaissPath, Url, handle_errors, target
+from .common import AsJson, Backend, Collection, Connection, handle_errors, with_connection
 
 people_app = typer.Typer(help="Group the faces of a collection into people, name, merge and split them.",
                          no_args_is_help=False)
@@ -18,10 +18,10 @@ Threshold = Annotated[Optional[float], typer.Option(
     "dlib's 0.6 on its raw descriptors); `vecface eval` suggests one for your photos")]
 
 
-def _opened(backend: str, collection: str, data_dir, dsn, url, faiss_path):
+def _opened(conn: Connection, backend: str, collection: str):
     """The store of a command's options (a context manager that closes it). The people live in the
     store, so no local ingest manifest is needed: another data dir pointed at the same server works."""
-    return target(backend, collection, data_dir, dsn, url, faiss_path).open(create=False)
+    return conn.target(backend, collection).open(create=False)
 
 
 def print_people(people, title: str, as_json: bool = False) -> None:
@@ -44,17 +44,15 @@ def print_people(people, title: str, as_json: bool = False) -> None:
 
 @people_app.callback(invoke_without_command=True)
 @handle_errors
+@with_connection
 def people_cmd(
     ctx: typer.Context,
     backend: Backend = "faiss",
     collection: Collection = "photos",
     threshold: Threshold = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="forget earlier groups and names (hand edits stay)")] = False,
-    data_dir: DataDir = None,
-    dsn: Dsn = None,
-    url: Url = None,
-    faiss_path: FaissPath = None,
     as_json: AsJson = False,
+    conn: Connection = None,
 ) -> None:
     """Group the faces of a collection into people (no reference photo needed) and print each
     person with its face count and a representative face. Grouping again keeps ids and names."""
@@ -62,7 +60,7 @@ def people_cmd(
         return
     from ..people import group
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         report = group(store, threshold=threshold, fresh=fresh)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -73,85 +71,82 @@ def people_cmd(
 
 @people_app.command("list")
 @handle_errors
-def list_cmd(backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
-             dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+@with_connection
+def list_cmd(backend: Backend = "faiss", collection: Collection = "photos", as_json: AsJson = False,
+             conn: Connection = None) -> None:
     """Print the people as last grouped (nothing is grouped again)."""
     from ..people import list_people
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         print_people(list_people(store), f"{backend}/{collection}: people", as_json)
 
 
 @people_app.command("name")
 @handle_errors
+@with_connection
 def name_cmd(person: Annotated[str, typer.Argument(help="person id (p3) or current name")],
              name: Annotated[str, typer.Argument(help='the name ("" removes it)')],
-             backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
-             dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+             backend: Backend = "faiss", collection: Collection = "photos", as_json: AsJson = False,
+             conn: Connection = None) -> None:
     """Name a person (searchable with vecface search --person NAME)."""
     from ..people import rename
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         print_people([rename(store, person, name)], f"{backend}/{collection}: named", as_json)
 
 
 @people_app.command("merge")
 @handle_errors
+@with_connection
 def merge_cmd(keep: Annotated[str, typer.Argument(help="the person that stays (id or name)")],
               other: Annotated[str, typer.Argument(help="the person whose faces move to KEEP")],
-              backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
-              dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+              backend: Backend = "faiss", collection: Collection = "photos", as_json: AsJson = False,
+              conn: Connection = None) -> None:
     """Two groups are one person: move OTHER's faces to KEEP."""
     from ..people import merge
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         merged = merge(store, keep, other)
     print_people([merged], f"{backend}/{collection}: merged", as_json)
 
 
 @people_app.command("split")
 @handle_errors
+@with_connection
 def split_cmd(faces: Annotated[List[str], typer.Argument(help="face record ids (vecface search --json shows them)")],
-              backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
-              dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None, as_json: AsJson = False) -> None:
+              backend: Backend = "faiss", collection: Collection = "photos", as_json: AsJson = False,
+              conn: Connection = None) -> None:
     """These faces are someone else: make them a new person (kept apart when grouping again)."""
     from ..people import split
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         person = split(store, faces)
     print_people([person], f"{backend}/{collection}: split off", as_json)
 
 
 @people_app.command("unassign")
 @handle_errors
+@with_connection
 def unassign_cmd(faces: Annotated[List[str], typer.Argument(help="face record ids")],
-                 backend: Backend = "faiss", collection: Collection = "photos", data_dir: DataDir = None,
-                 dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None) -> None:
+                 backend: Backend = "faiss", collection: Collection = "photos", conn: Connection = None) -> None:
     """These faces belong to nobody (left out when grouping again)."""
     from ..people import unassign
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         n = unassign(store, faces)
     typer.echo(f"{n} face(s) taken out of their person")
 
 
 @people_app.command("assign")
 @handle_errors
+@with_connection
 def assign_cmd(backend: Backend = "faiss", collection: Collection = "photos", threshold: Threshold = None,
-               data_dir: DataDir = None, dsn: Dsn = None, url: Url = None, faiss_path: FaissPath = None) -> None:
+               conn: Connection = None) -> None:
     """Place faces ingested since the last grouping: the nearest known person within the
     threshold, else new people."""
     from ..people import assign_new
 
-    with _opened(backend, collection, data_dir, dsn, url, faiss_path) as store:
+    with _opened(conn, backend, collection) as store:
         done = assign_new(store, threshold=threshold)
     typer.echo(f"{len(done)} new face(s) placed in {len(set(done.values()))} people")
 
-
-def search_filter(store, home=None, person: list[str] | None = None, since: str | None = None,
-                  until: str | None = None, camera: str | None = None) -> dict | None:
-    """The filter of ``vecface search --person/--since/--until/--camera``
-    (:func:`vecface.search.query_filter`; the people are read from the store, ``home`` is ignored)."""
-    from ..search import query_filter
-
-    return query_filter(store, person=person, since=since, until=until, camera=camera)

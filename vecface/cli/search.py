@@ -9,10 +9,11 @@ from typing import Annotated, List, Optional
 
 import typer
 
-from .common import AsJson, Backend, Collection, DataDir, Device, Dsn, FaissPath, Model, Url, handle_errors, target
+from .common import AsJson, Backend, Collection, Connection, Device, Model, handle_errors, with_connection
 
 
 @handle_errors
+@with_connection
 def search_cmd(
     image: Annotated[Optional[Path], typer.Argument(
         help="query photo (in face collections: the query face)")] = None,
@@ -32,36 +33,34 @@ def search_cmd(
     near: Annotated[Optional[str], typer.Option(
         "--near", help="only photos taken within --km of LAT,LON (EXIF GPS, decimal degrees)")] = None,
     km: Annotated[float, typer.Option("--km", help="the radius of --near, in km")] = 50.0,
+    box: Annotated[Optional[str], typer.Option(
+        "--box", help="only photos taken inside SOUTH,WEST,NORTH,EAST (EXIF GPS, decimal degrees)")] = None,
     backend: Backend = "faiss",
     collection: Collection = "photos",
     model: Model = None,
     device: Device = None,
-    data_dir: DataDir = None,
-    dsn: Dsn = None,
-    url: Url = None,
-    faiss_path: FaissPath = None,
     as_json: AsJson = False,
+    conn: Connection = None,
 ) -> None:
     """Find the closest images or faces to a photo, a sentence or a stored record."""
-    from ..search import open_collection, search_id, search_image, search_text
+    from ..search import open_collection, query_filter, search_id, search_image, search_text
     from ..whenwhere import Near
-    from .people import search_filter
 
     if sum(x is not None for x in (image, text, record_id)) != 1:
         raise typer.BadParameter("give exactly one query: an IMAGE, --text \"...\" or --id RECORD_ID")
     if image is not None and not image.exists():
         raise typer.BadParameter(f"{image} does not exist")
-    where = target(backend, collection, data_dir, dsn, url, faiss_path)
+    where = conn.target(backend, collection)
     place = Near.parse(near, km) if near else None
     if record_id is not None:  # the stored vector: no embedder needed
         with where.open(create=False) as store:
-            flt = search_filter(store, where.home, person, since, until, camera)
+            flt = query_filter(store, person=person, since=since, until=until, camera=camera, box=box)
             result = search_id(store, record_id, k, tag=tag, filter=flt, near=place)
     else:
         store, emb = open_collection(backend, collection, data_dir=where.home, model=model, device=device,
                                      **where.connection)
         with store:
-            flt = search_filter(store, where.home, person, since, until, camera)
+            flt = query_filter(store, person=person, since=since, until=until, camera=camera, box=box)
             if text is not None:
                 result = search_text(store, emb, text, k, tag=tag, filter=flt, near=place)
             else:
