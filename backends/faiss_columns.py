@@ -17,6 +17,7 @@ which the search passes to FAISS as a bitmap.
 from __future__ import annotations
 
 import json
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -24,7 +25,20 @@ import numpy as np
 from vecface.filters import FILTER_FIELDS, RANGE_FIELDS, Range, filter_columns
 
 
-_ENCODER = json.JSONEncoder()  # json.dumps' defaults, without building an encoder per record
+_ENCODER = json.JSONEncoder()  # json.dumps' defaults
+# json's own C encoder built once with those defaults: JSONEncoder.encode builds one per call, which
+# cost more than the encoding of a small record (3.7 vs 1.6 us). No circular check: the metadata
+# was checked by clean_metadata_batch's json.dumps before it gets here.
+_C_ENCODE = (c_make_encoder(None, _ENCODER.default, encode_basestring_ascii, None, ": ", ", ", False, False, True)
+             if c_make_encoder is not None else None)
+
+
+def encode_records(metadata: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One JSON text per record, as ``json.dumps`` writes it."""
+    if _C_ENCODE is None:  # pragma: no cover - a Python without json's C accelerator
+        return [_ENCODER.encode(m) for m in metadata]
+    join = "".join
+    return [join(_C_ENCODE(m, 0)) for m in metadata]
 
 
 def _grow(arr: np.ndarray, need: int, fill: Any) -> np.ndarray:
@@ -51,13 +65,18 @@ class Batch:
     def from_metadata(cls, ids: list[str], metadata: Sequence[Mapping[str, Any]]) -> "Batch":
         """The filter columns of :func:`vecface.filters.filter_columns`, a field at a time: a string field
         keeps str values; a range field's present values go through ``filter_columns`` itself."""
+        keys = set().union(*metadata)  # one C-level pass: only the fields some record has are scanned
         strs: dict[str, list[str | None]] = {}
         for f in FILTER_FIELDS:
+            if f not in keys:
+                continue
             values = [m.get(f) for m in metadata]
             if values.count(None) < len(values):
                 strs[f] = [v if isinstance(v, str) else None for v in values]
         nums = None
         for j, f in enumerate(RANGE_FIELDS):
+            if f not in keys:
+                continue
             present = [(i, m[f]) for i, m in enumerate(metadata) if m.get(f) is not None]
             if present:
                 if nums is None:
@@ -65,8 +84,7 @@ class Batch:
                 for i, v in present:
                     x = filter_columns({f: v})[f]
                     nums[i, j] = np.nan if x is None else x
-        encode = _ENCODER.encode
-        return cls(list(ids), [encode(m) for m in metadata], strs, nums)
+        return cls(list(ids), encode_records(metadata), strs, nums)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -17,17 +17,18 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import sqlite3
 import struct
 import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from vecface.errors import CollectionBusy
+from vecface.errors import BackendError, CollectionBusy
 
 LOCK_NAME = "writer.lock"
 STAMP_NAME = "stamp"
@@ -47,14 +48,6 @@ def unique_tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
-    """Run ``fn(*args)`` (on a helper thread), keeping its exception for the thread that joins it."""
-    try:
-        fn(*args)
-    except BaseException as e:  # handed to the thread that waits for it
-        failed.append(e)
-
-
 def pid_alive(pid: str) -> bool:
     """Whether a process id (as text, from a temporary file's name) still runs."""
     try:
@@ -64,6 +57,26 @@ def pid_alive(pid: str) -> bool:
     except (ValueError, PermissionError):
         return True  # not ours to judge
     return True
+
+
+def tidy(directory: Path, keep: str) -> None:
+    """Under the writer lock: remove the files of epochs other than ``keep`` (a finished compaction's
+    old ones, or a crashed one's new ones) and temporary files of processes that no longer run."""
+    for p in directory.iterdir():
+        parts = p.name.split(".")
+        if len(parts) == 3 and parts[0] in ("vectors", "index") and parts[1] != keep:
+            p.unlink(missing_ok=True)
+        elif p.name.startswith(".") and p.name.endswith(".tmp") and len(parts) >= 6 and not pid_alive(parts[-4]):
+            p.unlink(missing_ok=True)
+
+
+@contextmanager
+def disk_errors(name: str) -> Iterator[None]:
+    """The disk's and SQLite's own errors (disk full, a file removed under the collection) as BackendError."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        raise BackendError(f"the FAISS collection {name!r} could not be read or written: {e}") from e
 
 
 class WriterLock:

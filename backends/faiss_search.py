@@ -164,6 +164,20 @@ def on_this_thread(fn: Any, n_queries: int) -> Any:
         faiss.omp_set_num_threads(threads)
 
 
+def raw_searcher(view: Any, qp: Any, k: int) -> Any:
+    """``f(vector) -> labels``: FAISS's own ``index.search`` on the view's index with the same
+    efSearch / nprobe, one thread, nothing of vecface around it (the overhead benchmark's baseline)."""
+    index = view.index
+    kk = max(1, min(int(k), index.ntotal))
+    params = query_params(index, view.spec, qp.ef_search, qp.probes, kk)
+
+    def search(vector: Any) -> np.ndarray:
+        q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+        return on_this_thread(lambda: index.search(q, kk, params=params), 1)[1][0]
+
+    return search
+
+
 def exact_scan(index: Any, spec: Any, subset: Subset | None, flat_rows: Any, queries: np.ndarray, k: int,
                selection: Selection, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
     """Exact search over the slots in ``selection``, in FAISS's raw score convention: over the

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,13 +54,15 @@ from vecface.types import Exact, Hit, IndexSpec, Metric, Record, spec_from_dict,
 from . import faiss_index as fi
 from . import faiss_search as fs
 from .faiss_columns import Batch, Columns
-from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, capture, fsync_dir, pid_alive
+from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, disk_errors, fsync_dir, tidy
 from .faiss_journal import DB_NAME, FORMAT, Journal, collection_names
 
 _COMPACT_FRACTION = 0.2
 #: a reader checks the journal at least this often even when the stamp did not move (a writer
 #: killed between its commit and its stamp bump)
 _RECHECK_S = 1.0
+#: one upsert call holds the writer lock for at most this many rows at a time (other writers wait)
+_LOCK_ROWS = 100_000
 
 
 class _View:
@@ -117,7 +119,7 @@ class FaissStore(VectorStore):
         if not cfg.get("dim"):
             return None  # created but never committed: create it now
         self.dim, self.metric = int(cfg["dim"]), Metric.parse(cfg["metric"])
-        with _disk_errors(self.name):
+        with disk_errors(self.name):
             if cfg.get("format") != FORMAT:
                 self._upgrade(cfg)
             self._reload()
@@ -164,7 +166,7 @@ class FaissStore(VectorStore):
                         if self._view.cols.dead > _COMPACT_FRACTION * max(1, self._view.cols.n):
                             self._catch_up()
                             self._compact(self._view.spec)
-                        self._tidy(self._journal.config()["epoch"])
+                        tidy(self.directory, self._journal.config()["epoch"])
                     finally:
                         self._wlock.release()
                 self._save_index()
@@ -195,7 +197,7 @@ class FaissStore(VectorStore):
     def _refresh(self) -> None:
         """Catch up when the stamp moved (or every _RECHECK_S): the check costs one shared-memory read."""
         if self._stamp.read() != self._seen_stamp or time.monotonic() >= self._next_check:
-            with self._sync_mu, _disk_errors(self.name):
+            with self._sync_mu, disk_errors(self.name):
                 self._catch_up()
 
     def _catch_up(self) -> None:
@@ -267,7 +269,7 @@ class FaissStore(VectorStore):
     def _writing(self) -> Iterator[_View]:
         """The writer lock, caught up with every commit before it; the stamp bumped after. The disk's
         and SQLite's own errors (disk full, a file removed under the collection) become BackendError."""
-        with self._wlock, self._sync_mu, _disk_errors(self.name):
+        with self._wlock, self._sync_mu, disk_errors(self.name):
             self._catch_up()
             try:
                 yield self._view
@@ -287,25 +289,33 @@ class FaissStore(VectorStore):
         return gen
 
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
-        with self._writing() as view:
-            start = view.cols.n
-            # the vectors go to disk (pwrite + fdatasync, without the GIL) while this thread encodes
-            # the batch's columns; both are done before the commit that names them
-            failed: list[BaseException] = []
-            io = threading.Thread(target=capture, args=(failed, view.vectors.write, start, vectors))
-            io.start()
-            try:
-                batch = Batch.from_metadata(ids, metadata)
-            finally:
-                io.join()
-            if failed:
-                raise failed[0]
-            gen = self._commit(lambda j: j.append_batch(start, batch))
-            with self._state.write():
-                view.index.add(vectors)
-                view.cols.append(start, batch)
-                view.gen = gen
-                self._searcher.clear()
+        self._upsert_all(ids, vectors, metadata, len(ids))
+
+    def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
+        """Batch by batch, each committed on its own, as a pipeline under one writer lock (per
+        ``_LOCK_ROWS`` rows): a helper thread writes and fdatasyncs batch i+1's vectors (without the
+        GIL) while this thread encodes, commits and indexes batch i. A batch's vectors are durable
+        before the commit that names it; vectors written past the last commit (a failure or a crash
+        mid-call) are garbage the next write overwrites."""
+        for lo in range(0, len(ids), _LOCK_ROWS):
+            hi = min(lo + _LOCK_ROWS, len(ids))
+            with self._writing() as view, ThreadPoolExecutor(1, thread_name_prefix="vecface-faiss-io") as io:
+                start = view.cols.n
+                cuts = list(range(lo, hi, batch_size)) + [hi]
+                pending = io.submit(view.vectors.write, start, mat[cuts[0]:cuts[1]])
+                for a, b, c in zip(cuts, cuts[1:], cuts[2:] + [None]):
+                    batch = Batch.from_metadata(ids[a:b], metas[a:b])
+                    pending.result()
+                    if c is not None:
+                        pending = io.submit(view.vectors.write, start + b - lo, mat[b:c])
+                    gen = self._commit(lambda j, at=start + a - lo, batch=batch: j.append_batch(at, batch))
+                    with self._state.write():
+                        view.index.add(mat[a:b])
+                        view.cols.append(start + a - lo, batch)
+                        view.gen = gen
+                        self._searcher.clear()
+                    self._stamp.bump()  # other processes see each batch as it commits
+        return len(ids)
 
     def _delete(self, ids: list[str]) -> int:
         with self._writing() as view:
@@ -344,24 +354,14 @@ class FaissStore(VectorStore):
             gen = self._commit(lambda j: j.replace_all(iter(batches), epoch, index=json.dumps(spec_to_dict(spec))))
         except BaseException:
             vectors.close()
-            self._tidy(old.epoch)
+            tidy(self.directory, old.epoch)
             raise
         view = _View(epoch, spec, cols, vectors, index, gen)
         with self._state.write():
             self._view = view
             self._searcher.clear()
         old.vectors.close()
-        self._tidy(epoch)
-
-    def _tidy(self, keep: str) -> None:
-        """Under the writer lock: remove the files of other epochs (a finished compaction's old ones,
-        or a crashed one's new ones) and temporary files of processes that no longer run."""
-        for p in self.directory.iterdir():
-            parts = p.name.split(".")
-            if len(parts) == 3 and parts[0] in ("vectors", "index") and parts[1] != keep:
-                p.unlink(missing_ok=True)
-            elif p.name.startswith(".") and p.name.endswith(".tmp") and len(parts) >= 6 and not pid_alive(parts[-4]):
-                p.unlink(missing_ok=True)
+        tidy(self.directory, epoch)
 
     def _drop(self) -> None:
         import shutil
@@ -411,16 +411,7 @@ class FaissStore(VectorStore):
     def raw_searcher(self, k: int) -> Any:
         """FAISS's own ``index.search`` on this collection's index, same efSearch / nprobe, one thread."""
         self._check_open()
-        view = self._view
-        kk = max(1, min(int(k), view.index.ntotal))
-        params = fs.query_params(view.index, view.spec, self._query.ef_search, self._query.probes, kk)
-        index = view.index
-
-        def search(vector: Any) -> np.ndarray:
-            q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-            return fs.on_this_thread(lambda: index.search(q, kk, params=params), 1)[1][0]
-
-        return search
+        return fs.raw_searcher(self._view, self._query, k)
 
     def check(self, repair: bool = False, progress: Any = None) -> Any:
         """Whether the index returns every stored record by its own vector; ``repair`` rebuilds it."""
@@ -434,11 +425,11 @@ class FaissStore(VectorStore):
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
 
     def _read_info(self) -> dict | None:
-        with self._sync_mu, _disk_errors(self.name):
+        with self._sync_mu, disk_errors(self.name):
             return self._journal.info()
 
     def _write_info(self, info: dict) -> None:
-        with self._wlock, self._sync_mu, _disk_errors(self.name):
+        with self._wlock, self._sync_mu, disk_errors(self.name):
             self._journal.set_info(info)
 
     @classmethod
@@ -452,10 +443,3 @@ class FaissStore(VectorStore):
         finally:
             self._state.release_read()
 
-
-@contextmanager
-def _disk_errors(name: str) -> Iterator[None]:
-    try:
-        yield
-    except (OSError, sqlite3.Error) as e:
-        raise BackendError(f"the FAISS collection {name!r} could not be read or written: {e}") from e

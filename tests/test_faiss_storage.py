@@ -207,3 +207,69 @@ def test_a_vector_file_cut_short_under_the_store_is_a_backend_error(tmp_path):
             os.truncate(vectors, 12 * DIM * 4)  # someone cut the file: the last 8 committed rows are gone
         with pytest.raises(BackendError, match="could not be read or written"):
             s.count()  # catching up needs the rows the journal names
+
+
+def test_a_failed_commit_mid_call_keeps_the_batches_before_it(tmp_path, monkeypatch):
+    """One upsert call, several batches (the vectors of the next batch are written while this one
+    commits): a commit that fails leaves the earlier batches committed and whole, nothing after."""
+    from vecface.backends import faiss_journal
+
+    x = clustered(500, DIM, seed=11)
+    real, calls = faiss_journal.Journal.append_batch, []
+
+    def third_fails(self, start, batch):
+        calls.append(start)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, start, batch)
+
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.build_index(HNSW(m=8, ef_construction=40))
+        monkeypatch.setattr(faiss_journal.Journal, "append_batch", third_fails)
+        with pytest.raises(BackendError, match="disk is full"):
+            s.upsert_arrays([f"a{i}" for i in range(500)], x, batch_size=100)
+        monkeypatch.undo()
+        assert s.count() == 200 and [r.id for r in s.get(["a199", "a200"])] == ["a199"]
+        s.upsert_arrays([f"b{i}" for i in range(300)], x[200:])  # over the uncommitted rows' slots
+        np.testing.assert_allclose(s.get("b0")[0].vector, x[200] / np.linalg.norm(x[200]), atol=1e-6)
+    _check_all_searchable(tmp_path, 500)
+
+
+def test_sigkill_during_a_many_batch_call_keeps_whole_batches(tmp_path):
+    """A writer killed in the middle of upsert calls of 20 batches each: every record that is there
+    has its own vector, they come in whole batches, and the next writer carries on."""
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path):
+        pass
+    code = f"""
+import sys, numpy as np, vecface
+from tests.conftest import clustered
+store = vecface.open_store("faiss", "c", path={str(tmp_path)!r})
+for call in range(10_000):
+    ids = [f"c{{call}}_{{i}}" for i in range(2000)]
+    store.upsert_arrays(ids, clustered(2000, {DIM}, seed=call), batch_size=100)
+    print(call, flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        assert proc.stdout.readline().strip() == "0"
+        import time
+        time.sleep(0.05)  # somewhere inside a later call
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        n = s.count()
+        assert n >= 2000 and n % 100 == 0
+        calls = -(-n // 2000)
+        want = {f"c{c}_{i}": v for c in range(calls) for i, v in enumerate(clustered(2000, DIM, seed=c))}
+        got = s.get(list(want))
+        assert len(got) == n
+        for r in got:
+            v = want[r.id]
+            np.testing.assert_allclose(r.vector, v / np.linalg.norm(v), atol=1e-5)
+        s.upsert([Record("after", np.ones(DIM))])
+    _check_all_searchable(tmp_path, n + 1)

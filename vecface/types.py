@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc as _abc
 import enum
 import json
 import math
@@ -364,13 +365,18 @@ def clean_metadata_batch(metas: Sequence[Mapping[str, Any] | None]) -> list[dict
 
 
 def _checked_fields(meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    if meta is not None and not isinstance(meta, Mapping):
+    # a plain dict (the usual case) skips the slower abstract Mapping check
+    if meta is None:
+        return {}
+    if meta.__class__ is not dict and not isinstance(meta, _abc.Mapping):
         raise InvalidArgument(f"metadata must be a mapping (a dict of field: value), got {type(meta).__name__}")
-    meta = dict(meta or {})
-    if not all(isinstance(key, str) for key in meta):
-        raise InvalidArgument("metadata keys must be strings")
+    meta = dict(meta)
+    for key in meta:
+        if key.__class__ is not str and not isinstance(key, str):
+            raise InvalidArgument("metadata keys must be strings")
     for key in ("path", "tag"):
-        if key in meta and meta[key] is not None and not isinstance(meta[key], str):
+        value = meta.get(key)
+        if value is not None and value.__class__ is not str and not isinstance(value, str):
             raise InvalidArgument(f"metadata {key!r} must be a string")
     if meta.get("bbox") is not None:
         bbox = meta["bbox"]
