@@ -260,7 +260,7 @@ def people_server(tmp_path_factory, faiss_options, vecface_home, dlib_embedder):
         ingest_folder(store, root, dlib_embedder, progress=False, workers=0, log_dir=root.parent / "logs")
         people.group(store)
         who = {}  # person name -> id, from the one-person photos
-        for rec in store.get(people.collection_ids(store)):
+        for rec in store.get(store.ids()):
             base = os.path.basename(rec.metadata["path"])
             if "_and_" not in base:
                 who[base.split("_")[0]] = rec.metadata["person"]

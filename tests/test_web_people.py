@@ -1,6 +1,7 @@
 """The web page's People API and search filters: real dlib faces of the photos built from
 scikit-image's and matplotlib's portraits (tests/people_photos.py, with EXIF date, place and camera),
 ingested and grouped into people (vecface.people.group) on FAISS and pgvector, served by the real app.
+(Collections without people: tests/test_web.py.)
 
 Every filtered search is checked against what the stored records' own metadata says (a brute force
 over every record of the collection)."""
@@ -22,7 +23,7 @@ from vecface.web import create_app
 from vecface.whenwhere import haversine_km
 
 from .people_photos import PLACES, build, exif_jpeg, portraits
-from .test_web import BASE, assert_error, build_face_collection
+from .test_web import BASE, assert_error
 
 pytest.importorskip("dlib")
 
@@ -46,7 +47,7 @@ def served(request, photos, dlib_embedder, vecface_home):
         report = ingest_folder(store, root, dlib_embedder, progress=False, workers=0, log_dir=root.parent / "logs")
         assert not report.skipped, report.skipped
         people.group(store)
-        records = {r.id: r for r in store.get(people.collection_ids(store))}
+        records = {r.id: r for r in store.get(store.ids())}
     truth = {os.path.realpath(p.path): p.people for p in built}
     who = {}  # person name -> person id, from the single-face photos
     for r in records.values():
@@ -197,30 +198,3 @@ def test_upload_with_filters(served):
 def test_bad_filters_are_400(served, params, words):
     client, records, _, _ = served
     assert_error(client.get(f"/api/search/id/{next(iter(records))}", params=params), 400, *words)
-
-
-# ---------------------------------------------------------------- collections without people
-
-def test_no_people_yet_says_what_to_do(tmp_path, faiss_options, vecface_home):
-    info = build_face_collection(tmp_path, f"webnopeople_{os.getpid()}", faiss_options["path"])
-    with TestClient(create_app("faiss", info["name"], store_options=faiss_options), base_url=BASE) as client:
-        body = client.get("/api/people").json()
-        assert body["people"] == [] and "run vecface people" in body["message"]
-        assert info["name"] in body["message"]
-        assert_error(client.get("/api/people/p1/photos"), 404, "no person")
-
-
-def test_not_a_face_collection_has_no_people(tmp_path, faiss_options, vecface_home, tiny_clip):
-    from pathlib import Path
-
-    from .test_web import build_clip_collection
-
-    info = build_clip_collection(tmp_path, f"webclipnopeople_{os.getpid()}", faiss_options["path"], Path(tiny_clip))
-    app = create_app("faiss", info["name"], store_options=faiss_options, device="cpu")
-    with TestClient(app, base_url=BASE) as client:
-        body = client.get("/api/people").json()
-        assert body["people"] == [] and "face-dlib" in body["message"]
-        r = client.post("/api/search/text", json={"text": "a cat", "since": "2020-01-01"})
-        assert r.status_code == 200 and r.json()["hits"] == []  # no EXIF date: nothing was taken since
-        assert r.json()["filters"] == {"since": "2020-01-01"}
-        assert len(client.post("/api/search/text", json={"text": "a cat", "k": 3}).json()["hits"]) == 3

@@ -21,9 +21,6 @@ How it works
   the threshold (a filtered search of the store); the rest are grouped among themselves into new people.
 * **Counts** are recounted from the face records (:func:`refresh`) after every edit here, and by
   ingest after it stored or deleted faces (``--prune``, changed files).
-
-The ``manifest=`` and ``table=`` parameters of the operations are accepted and ignored (the people
-lived in the local ingest manifest before they moved into the store).
 """
 
 from __future__ import annotations
@@ -110,11 +107,6 @@ class Faces:
         return len(self.ids)
 
 
-def collection_ids(store: VectorStore, manifest: Any = None) -> list[str]:
-    """Every record id of ``store``'s collection (:meth:`VectorStore.ids`; ``manifest`` is ignored)."""
-    return store.ids()
-
-
 def load_faces(store: VectorStore, ids: Sequence[str] | None = None, chunk: int = 500) -> Faces:
     """The records ``ids`` (default: every record of the collection) with L2-normalised vectors."""
     ids = store.ids() if ids is None else ids
@@ -191,8 +183,7 @@ class GroupReport:
                 "threshold": self.threshold}
 
 
-def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = False, manifest: Any = None,
-          table: Any = None) -> GroupReport:
+def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = False) -> GroupReport:
     """Group every face of ``store``'s collection into people (see the module docstring)."""
     faces = load_faces(store)
     threshold = _threshold(store, threshold, faces)
@@ -212,8 +203,8 @@ def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = F
     return GroupReport(_recount(store, faces, names), len(faces), changed, threshold)
 
 
-def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *, threshold: float | None = None,
-               manifest: Any = None, table: Any = None) -> dict[str, str]:
+def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *,
+               threshold: float | None = None) -> dict[str, str]:
     """Give faces without a person (``ids``, or every such face of the collection) the person of
     their nearest grouped face within the threshold; group the rest among themselves into new
     people, and recount everyone. Does nothing where the collection has no people yet (run
@@ -247,12 +238,12 @@ def refresh(store: VectorStore) -> list[Person]:
     return _recount(store, load_faces(store), {p.id: p.name for p in known}) if known else []
 
 
-def list_people(store: VectorStore, table: Any = None) -> list[Person]:
+def list_people(store: VectorStore) -> list[Person]:
     """The people as last grouped or edited, most faces first (read from the store)."""
     return _stored(store)
 
 
-def resolve(store: VectorStore, who: str | Sequence[str], table: Any = None) -> list[str]:
+def resolve(store: VectorStore, who: str | Sequence[str]) -> list[str]:
     """Person ids for names or ids (``"Grandpa"``, ``"p3"``; names compare case-insensitively).
     Raises UnknownRecord naming the people there are for one that matches nobody."""
     return _resolve(store, who, _stored(store))
@@ -270,7 +261,7 @@ def _resolve(store: VectorStore, who: str | Sequence[str], people: list[Person])
     return sorted(set(out))
 
 
-def rename(store: VectorStore, who: str, name: str | None, table: Any = None) -> Person:
+def rename(store: VectorStore, who: str, name: str | None) -> Person:
     """Name a person (None or "" removes the name). A name another person has is refused: merge them."""
     name = (name or "").strip() or None
     people = _stored(store)
@@ -284,7 +275,7 @@ def rename(store: VectorStore, who: str, name: str | None, table: Any = None) ->
     return next(p for p in people if p.id == pid)
 
 
-def merge(store: VectorStore, keep: str, other: str, *, manifest: Any = None, table: Any = None) -> Person:
+def merge(store: VectorStore, keep: str, other: str) -> Person:
     """Move every face of ``other`` to ``keep`` (which keeps its name, or takes ``other``'s if it has none)."""
     people = _stored(store)
     (kid,), (oid,) = _resolve(store, keep, people)[:1], _resolve(store, other, people)[:1]
@@ -297,12 +288,12 @@ def merge(store: VectorStore, keep: str, other: str, *, manifest: Any = None, ta
     return next(p for p in _recount(store, faces, names) if p.id == kid)
 
 
-def unassign(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None, table: Any = None) -> int:
+def unassign(store: VectorStore, face_ids: Sequence[str]) -> int:
     """Take faces out of their person for good (grouping again leaves them out). Returns how many."""
     return _move(store, face_ids, None)
 
 
-def split(store: VectorStore, face_ids: Sequence[str], *, manifest: Any = None, table: Any = None) -> Person:
+def split(store: VectorStore, face_ids: Sequence[str]) -> Person:
     """Make the given faces a new person of their own (kept apart when grouping again)."""
     pid = f"p{max([_number(p.id) for p in _stored(store)] + [0]) + 1}"
     _move(store, face_ids, pid)

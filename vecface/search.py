@@ -79,11 +79,11 @@ def make_filter(tag: str | list[str] | None = None, more: dict[str, Any] | None 
 
 
 def query_filter(store: VectorStore, *, person: str | list[str] | None = None, since: str | None = None,
-                 until: str | None = None, camera: str | None = None, box: str | None = None,
-                 people: Any = None) -> dict[str, Any] | None:
+                 until: str | None = None, camera: str | None = None,
+                 box: str | None = None) -> dict[str, Any] | None:
     """The filter of a search by who, when and which camera (``vecface search --person --since
     --until --camera`` and the web page's filters): people named or numbered (``Grandpa``, ``p3``)
-    as their ids (:func:`vecface.people.resolve`, from the store; ``people`` is ignored), ``since`` and
+    as their ids (:func:`vecface.people.resolve`, from the store), ``since`` and
     ``until`` as a ``taken`` range (:func:`vecface.whenwhere.date_range`), ``camera`` as it is,
     ``box`` (``"S,W,N,E"``) as lat/lon ranges (:func:`vecface.whenwhere.bounding_box`).
     Blank values are not filtered on; None when nothing is."""
@@ -97,7 +97,7 @@ def query_filter(store: VectorStore, *, person: str | list[str] | None = None, s
     wanted = [person] if isinstance(person, str) else list(person or [])
     wanted = [w.strip() for w in wanted if w and w.strip()]
     if wanted:
-        flt["person"] = resolve(store, wanted, people)
+        flt["person"] = resolve(store, wanted)
     return flt or None
 
 
