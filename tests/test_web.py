@@ -340,6 +340,19 @@ def test_clip_text_search_and_tag(clip_client):
     assert_error(clip_client.post("/api/search/text", json={"text": "   "}), 400, "empty")
 
 
+def test_collections_without_people_say_why(face_client, clip_client):
+    """Not grouped yet (vecface people never ran), or not a face collection: no people, and one line
+    saying why; the filters still apply (the CLIP photos have no EXIF date)."""
+    body = face_client.get("/api/people").json()
+    assert body["people"] == [] and "run vecface people" in body["message"]
+    assert_error(face_client.get("/api/people/p1/photos"), 404, "no person")
+    body = clip_client.get("/api/people").json()
+    assert body["people"] == [] and "face-dlib" in body["message"]
+    r = clip_client.post("/api/search/text", json={"text": "a cat", "since": "2020-01-01"})
+    assert r.status_code == 200 and r.json()["hits"] == [] and r.json()["filters"] == {"since": "2020-01-01"}
+    assert len(clip_client.post("/api/search/text", json={"text": "a cat", "k": 3}).json()["hits"]) == 3
+
+
 def test_thumbnail_of_changed_file_is_refused(clip_client, clip):
     changed = clip["root"] / "things" / "changes.png"
     data = changed.read_bytes()
