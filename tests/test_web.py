@@ -306,7 +306,7 @@ def test_page_and_openapi(face_client):
         assert path in spec["paths"], path
     body = spec["paths"]["/api/search/image"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert set(body["schema"]["properties"]) == {"image", "k", "tag", "face", "since", "until", "camera", "person",
-                                                 "near", "km"}
+                                                 "near", "km", "box"}
     assert face_client.get("/docs").status_code == 200
 
 

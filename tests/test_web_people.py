@@ -161,6 +161,11 @@ def test_filters_match_the_records_metadata(served):
     assert search(near=f"{lisbon[0]},{lisbon[1]}", km=100) == near | {query}
     assert 0 < len(near) < len(records)
 
+    # a box around Paris: south, west, north, east
+    paris = _expected(records, lambda m: 48 <= m["lat"] <= 49 and 2 <= m["lon"] <= 3)
+    assert search(box="48,2,49,3") == paris | {query} and 0 < len(paris) < len(records)
+    assert paris == _expected(records, lambda m: haversine_km(*PLACES["paris"], m["lat"], m["lon"]) < 1)  # Paris's photos
+
     both = grace & in_range
     assert search(person=who["grace"], since="2024-02-01", until="2024-03-31") == both | {query} and both
     answer = client.get(f"/api/search/id/{query}", params={"person": who["grace"], "camera": ""}).json()
@@ -194,6 +199,8 @@ def test_upload_with_filters(served):
     ({"km": "5"}, ("give near",)),
     ({"person": "Nobody"}, ("no person 'nobody'",)),
     ({"km": "far"}, ("km",)),
+    ({"box": "48,2,49"}, ("south,west,north,east",)),
+    ({"box": "49,2,48,3"}, ("south edge",)),
 ])
 def test_bad_filters_are_400(served, params, words):
     client, records, _, _ = served

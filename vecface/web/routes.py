@@ -8,8 +8,8 @@
 * ``GET /api/thumb/{record_id}`` a JPEG thumbnail of a stored record's image.
 * ``GET /api/people``, ``GET /api/people/{person}/face``, ``GET /api/people/{person}/photos``,
   ``PUT /api/people/{person}``: the People view (:mod:`.people`).
-* The searches take the filters ``since``, ``until``, ``camera``, ``person``, ``near`` (LAT,LON)
-  and ``km``, made into the same native filter as ``vecface search``'s (:class:`.schemas.FiltersIn`).
+* The searches take the filters ``since``, ``until``, ``camera``, ``person``, ``near`` (LAT,LON),
+  ``km`` and ``box`` (S,W,N,E), made into the same native filter as ``vecface search``'s (:class:`.schemas.FiltersIn`).
 * ``GET /docs`` FastAPI's OpenAPI page.
 
 Every error is JSON ``{"error": "..."}``: 400 bad input, 404 unknown record (or path), 413 too

@@ -36,7 +36,8 @@ class HitOut(BaseModel):
 
 
 class FiltersIn(BaseModel):
-    """Who, when, which camera and where: the filters of ``vecface search`` (blank = not filtered on)."""
+    """Who, when, which camera and where (near a place, or in a box): the filters of ``vecface search``
+    (blank = not filtered on)."""
 
     since: Optional[str] = Field(None, max_length=40, description="taken on or after (YYYY-MM-DD or ISO date/time)",
                                  examples=["2024-01-01"])
@@ -46,6 +47,8 @@ class FiltersIn(BaseModel):
     person: Optional[str] = Field(None, max_length=MAX_NAME, description="a person's name or id (vecface people)")
     near: Optional[str] = Field(None, max_length=60, description="LAT,LON in decimal degrees", examples=["38.72,-9.14"])
     km: Optional[float] = Field(None, description="the radius of near in km (default 50)")
+    box: Optional[str] = Field(None, max_length=100, description="SOUTH,WEST,NORTH,EAST in decimal degrees",
+                               examples=["36.9,-9.6,42.2,-6.2"])
 
     def given(self) -> dict[str, Any]:
         """The filters given (not blank), as sent."""

@@ -112,7 +112,8 @@ class SearchService:
             raise WebError(400, "km is the radius of near: give near=LAT,LON too")
         near = Near.parse(f.near, 50.0 if f.km is None else f.km) if f.near else None
         try:
-            flt = search.query_filter(self.store, person=f.person, since=f.since, until=f.until, camera=f.camera)
+            flt = search.query_filter(self.store, person=f.person, since=f.since, until=f.until, camera=f.camera,
+                                      box=f.box)
         except UnknownRecord as e:
             raise WebError(400, str(e)) from None
         return flt, near

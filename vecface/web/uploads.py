@@ -23,7 +23,7 @@ class _MemoryMultiPartParser(MultiPartParser):
     spool_max_size = sys.maxsize  # keep the file in memory: the request guard bounds it
 
 
-FILTER_FIELDS = ("since", "until", "camera", "person", "near", "km")  # FiltersIn's, as form fields
+FILTER_FIELDS = ("since", "until", "camera", "person", "near", "km", "box")  # FiltersIn's, as form fields
 
 
 async def read_image_form(request: Request) -> tuple[bytes, int | None, str | None, int | None, dict[str, str]]:

@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 // to an earlier one is dropped); names: person id -> name (people.js)
 const state = { health: null, image: null, imageUrl: null, face: null, stream: null, last: null, seq: 0, names: {},
   people: [] };
-const FILTERS = ["since", "until", "camera", "person", "near"];
+const FILTERS = ["since", "until", "camera", "person", "near", "box"];
 
 function setBusy(text) {
   document.body.dataset.state = "busy";
