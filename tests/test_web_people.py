@@ -1,6 +1,6 @@
 """The web page's People API and search filters: real dlib faces of the photos built from
 scikit-image's and matplotlib's portraits (tests/people_photos.py, with EXIF date, place and camera),
-ingested and grouped into people (vecface.people.group) on FAISS and pgvector, served by the real app.
+ingested and grouped into people (vecface.people.group) on FAISS, pgvector and Weaviate, served by the real app.
 (Collections without people: tests/test_web.py.)
 
 Every filtered search is checked against what the stored records' own metadata says (a brute force
@@ -36,7 +36,7 @@ def photos(tmp_path_factory):
     return root, build(root, per_person=4, people=PEOPLE)
 
 
-@pytest.fixture(scope="module", params=["faiss", "pgvector"])
+@pytest.fixture(scope="module", params=["faiss", "pgvector", "weaviate"])
 def served(request, photos, dlib_embedder, vecface_home):
     """(client, records by id, {person name: person id}) of a grouped collection served by the app."""
     backend = request.param
