@@ -1,6 +1,6 @@
 """A committed load survives SIGKILL of the PostgreSQL postmaster: both write paths (several COPY
-streams into an empty collection, and batches into a collection that has rows) are in the WAL
-when upsert returns."""
+streams into an empty collection, filter btrees built after; and streams into a collection that
+has rows, with merges of existing ids) are in the WAL when upsert returns."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_sigkill_of_the_server_right_after_a_committed_load_loses_nothing(tmp_pa
         s.upsert_arrays(ids, x, [{{"tag": "t", "n": i}} for i in range({N})])   # parallel streams
         t = vecface.open_store("pgvector", "grown", 8, data_dir={str(data)!r})
         t.upsert_arrays(ids[:10], x[:10])
-        t.upsert_arrays(ids, x, [{{"n": i}} for i in range({N})], batch_size=4000)  # batches + merges
+        t.upsert_arrays(ids, x, [{{"n": i}} for i in range({N})], batch_size=4000)  # streams + merges
         print("committed", flush=True)
         time.sleep(120)
     """)], stdout=subprocess.PIPE, text=True)
