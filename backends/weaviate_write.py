@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .weaviate_conn import Options
 
 BATCH_OBJECTS = 1000  # objects per gRPC batch request
-IN_FLIGHT = 1  # batch requests one import keeps sent at once (see bench/weaviate_import.py)
+IN_FLIGHT = 2  # batch requests one import keeps sent at once (see bench/weaviate_import.py)
 MAX_REPORTED_ERRORS = 5
 
 

@@ -73,6 +73,39 @@ def _variants(args) -> dict[str, Callable[[Any, list], None]]:
     return out
 
 
+def _cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 without one. On a machine whose
+    other jobs change how much CPU the server gets, CPU per object is the steadier figure: the
+    server's indexing is CPU bound."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rounds(args, variants, fresh, server_pid, rates, cpu) -> None:
+    """Every variant once per round, interleaved; each load's objects/s and CPU into rates, cpu."""
+    names = list(variants)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts elsewhere
+            load = variants[name]
+            s = fresh("bench_import")
+            try:
+                c0 = _cpu(server_pid) + time.process_time()
+                t = time.perf_counter()
+                load(s)
+                secs = time.perf_counter() - t
+                cpu_s = _cpu(server_pid) + time.process_time() - c0
+                assert s.count() == args.n, (name, s.count())
+            finally:
+                s.drop()
+            rate = args.n / secs
+            rates.setdefault(name, []).append(rate)
+            cpu.setdefault(name, []).append(cpu_s * 1000 / args.n)
+            print(f"round {r + 1}  {name:34s} {rate:9,.0f} objects/s  {cpu[name][-1]:.2f} CPU s per 1,000", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20000, help="objects per variant")
@@ -86,7 +119,7 @@ def main() -> None:
     os.environ.setdefault("VECFACE_HOME", tempfile.mkdtemp(prefix="vecface-wv-bench-"))
 
     import vecface
-    from vecface.backends import weaviate_write
+    from vecface.backends import weaviate_server, weaviate_write
     from vecface.backends.weaviate_schema import object_properties, object_uuid
 
     rng = np.random.default_rng(0)
@@ -118,31 +151,24 @@ def main() -> None:
     if args.only:
         variants = {k: v for k, v in variants.items() if any(o in k for o in args.only)}
     rates: dict[str, list[float]] = {}
-    with fresh("bench_import_probe") as probe:
+    cpu: dict[str, list[float]] = {}  # CPU seconds per 1,000 objects, server + client
+    # held open for the whole run, so the local server stays up (it stops when its last store closes)
+    probe = fresh("bench_import_probe")
+    try:
+        info = weaviate_server.running(probe._opts.data_dir) if probe._opts.local else None
+        server_pid = info.pid if info is not None else None
         print(f"server: {probe.server_versions()}, weaviate-client {__import__('weaviate').__version__}, "
               f"{platform.machine()}, {os.cpu_count()} cores; index {args.index}, {args.n} x {args.dim}, cosine")
+        _rounds(args, variants, fresh, server_pid, rates, cpu)
+    finally:
         probe.drop()
-    names = list(variants)
-    for r in range(args.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts elsewhere
-            load = variants[name]
-            s = fresh("bench_import")
-            try:
-                t = time.perf_counter()
-                load(s)
-                secs = time.perf_counter() - t
-                assert s.count() == args.n, (name, s.count())
-            finally:
-                s.drop()
-            rate = args.n / secs
-            rates.setdefault(name, []).append(rate)
-            print(f"round {r + 1}  {name:34s} {rate:9,.0f} objects/s", flush=True)
     med = {k: float(np.median(v)) for k, v in rates.items()}
     top = max((k for k in med if k.startswith("raw")), key=med.get, default=None)
-    print("\nmedian [min - max] of rounds, objects/s:")
+    print("\nmedian [min - max] of rounds, objects/s; CPU seconds (server + client) per 1,000 objects:")
     for name, rate in sorted(med.items(), key=lambda kv: -kv[1]):
         print(f"  {name:34s} {rate:9,.0f} [{min(rates[name]):,.0f} - {max(rates[name]):,.0f}]"
-              + (f"   {rate / med[top]:.2f}x the best raw median" if top else ""))
+              + (f"   {rate / med[top]:.2f}x the best raw median" if top else "")
+              + f"   CPU {np.median(cpu[name]):.2f} s [{min(cpu[name]):.2f} - {max(cpu[name]):.2f}]")
     ours = f"vecface upsert_arrays ({default} in flight)"
     if top and ours in rates and len(rates[ours]) == len(rates[top]):
         ratios = [a / b for a, b in zip(rates[ours], rates[top])]  # each round's own ratio
