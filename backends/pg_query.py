@@ -2,10 +2,12 @@
 raw baseline query the overhead benchmark compares with.
 
 A search is one prepared statement, sent in binary, with the query vector as its only vector
-parameter: ``SELECT id, embedding <op> $1 AS d, metadata FROM t [WHERE filter] ORDER BY d LIMIT k``
-(ordering by the select-list distance is ordering by the expression the index serves, so the
-distance is computed once and the vector sent once). Filter values are parameters of the same
-statement; each query text is made once per (k, filter shape) and kept.
+parameter: ``SELECT id, embedding <op> $1 AS d, metadata::text FROM t [WHERE filter] ORDER BY d
+LIMIT k`` (ordering by the select-list distance is ordering by the expression the index serves, so
+the distance is computed once and the vector sent once; the metadata comes back as JSON text that a
+Hit decodes only when it is read). Scans that rank many rows (an exact scan, a collection without a
+vector index) nest it so the text is made for the k rows kept only. Filter values are parameters
+of the same statement; each query text is made once per (k, filter shape, form) and kept.
 
 Filtered searches, ``filter_strategies``:
 
@@ -64,6 +66,8 @@ MAX_EF_SEARCH = 1000
 #: how long a filter's row estimate is kept (a write through this handle drops them all)
 ESTIMATE_TTL_S = 60.0
 _MAX_ESTIMATES = 1024
+#: statement forms: through the vector index / as the planner likes (no vector index) / exact scan
+FORMS = ("index", "planner", "exact")
 
 
 @dataclass(frozen=True)
@@ -128,18 +132,23 @@ class Searcher:
         """The rows changed: estimate the filters again."""
         self._estimates.clear()
 
-    def _text(self, conn: psycopg.Connection, k: int, flt: dict[str, Any] | None, exact: bool) -> str:
-        key = (k, _shape(flt), exact)
+    def _text(self, conn: psycopg.Connection, k: int, flt: dict[str, Any] | None, form: str) -> str:
+        """The statement of one FORMS entry: ``index`` the flat one (the index scan returns only
+        the rows kept), ``planner`` and ``exact`` a nested one that turns the metadata into text for
+        the k rows kept only (``exact``: OFFSET 0 keeps the subquery apart, so no index serves it)."""
+        key = (k, _shape(flt), form)
         text = self._texts.get(key)
         if text is None:
             where = _filter_sql(flt)[0] if flt else sql.SQL("")
-            # metadata as its JSON text: a Hit decodes it only when it is read
-            inner = sql.SQL("SELECT id, embedding {op} %s AS d, metadata::text AS metadata FROM {t}{w}").format(
-                op=self.op, t=self.n.table, w=where)
-            if exact:  # OFFSET 0 keeps the subquery apart, so no index can serve the ORDER BY
-                inner = sql.SQL("SELECT id, d, metadata FROM ({q} OFFSET 0) AS s").format(q=inner)
-            text = self._texts[key] = sql.SQL("{q} ORDER BY d LIMIT {k}").format(
-                q=inner, k=sql.Literal(k)).as_string(conn)
+            if form == "index":  # metadata as its JSON text: a Hit decodes it only when it is read
+                q = sql.SQL("SELECT id, embedding {op} %s AS d, metadata::text FROM {t}{w} ORDER BY d LIMIT {k}")
+            else:
+                q = sql.SQL("SELECT id, d, metadata::text FROM (SELECT id, d, metadata FROM (SELECT id, "
+                            "embedding {op} %s AS d, metadata FROM {t}{w}{o}) AS s ORDER BY d LIMIT {k}) "
+                            "AS s ORDER BY d")
+            text = self._texts[key] = q.format(
+                op=self.op, t=self.n.table, w=where, k=sql.Literal(k),
+                o=sql.SQL(" OFFSET 0" if form == "exact" else "")).as_string(conn)
         return text
 
     def share(self, conn: psycopg.Connection, flt: dict[str, Any], args: list[Any]) -> tuple[float, float]:
@@ -158,34 +167,37 @@ class Searcher:
         self._estimates[key] = (now, rows, total)
         return rows, total
 
-    def plan(self, conn: psycopg.Connection, flt: dict[str, Any] | None, want: Settings) -> tuple[Settings, bool]:
-        """The session settings for one search and whether it scans exactly: the strategy's own
-        choice, or for ``auto`` the rule of the module docstring."""
-        if not flt or want.strategy in ("relaxed_order", "strict_order"):
-            return want, False
-        if want.strategy == "exact":
-            return want, True
+    def plan(self, conn: psycopg.Connection, flt: dict[str, Any] | None, want: Settings,
+             indexed: bool = True) -> tuple[Settings, str]:
+        """The session settings for one search and its form (FORMS): without a vector index the
+        planner's choice (``exact`` if asked), else the strategy's own, or for ``auto`` the rule of
+        the module docstring."""
+        if want.strategy == "exact" and flt:
+            return want, "exact"
+        if not indexed:
+            return want, "planner"
+        if not flt or want.strategy != "auto":
+            return want, "index"
         rows, total = self.share(conn, flt, _filter_sql(flt)[1])
         if rows <= EXACT_MAX_ROWS or rows <= EXACT_MAX_SHARE * total:
-            return want, True
+            return want, "exact"
         ef = min(MAX_EF_SEARCH, math.ceil(want.ef_search * total / max(rows, 1.0)))
-        return replace(want, ef_search=max(ef, want.ef_search)), False
+        return replace(want, ef_search=max(ef, want.ef_search)), "index"
 
     def run(self, conn: psycopg.Connection, queries: np.ndarray, k: int, flt: dict[str, Any] | None,
-            exact: bool, auto: bool) -> list[list[tuple[str, float, str]]]:
-        """Rows (id, distance, metadata as JSON text) per query, closest first: by an exact scan, or
-        by the vector index (``auto``: redone exactly when the index scan comes back short)."""
+            form: str, auto: bool) -> list[list[tuple[str, float, str]]]:
+        """Rows (id, distance, metadata as JSON text) per query, closest first, by the statement of
+        ``form`` (``auto``: an index scan that comes back short is redone exactly)."""
+        text = self._text(conn, k, flt, form)
         if not flt:
-            text = self._text(conn, k, None, False)
             return [conn.execute(text, (q,), prepare=True, binary=True).fetchall() for q in queries]
         args = _filter_sql(flt)[1]
-        text = self._text(conn, k, flt, exact)
         out = []
         for q in queries:
             rows = conn.execute(text, (q, *args), prepare=True, binary=True).fetchall()
-            if not exact:
+            if form == "index":
                 if auto and len(rows) < k:  # the index scan gave up (hnsw.max_scan_tuples): be exact
-                    rows = conn.execute(self._text(conn, k, flt, True), (q, *args), prepare=True,
+                    rows = conn.execute(self._text(conn, k, flt, "exact"), (q, *args), prepare=True,
                                         binary=True).fetchall()
                 else:  # iterative scans may hand rows back slightly out of order
                     rows.sort(key=lambda r: r[1])

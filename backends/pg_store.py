@@ -255,11 +255,11 @@ class PgVectorStore(VectorStore):
     @converts_errors("search")
     def _search(self, queries: np.ndarray, k: int, flt: dict[str, Any] | None) -> list[list[Hit]]:
         want = self._settings()
-        chosen: list[bool] = []
+        chosen: list[str] = []
 
         def prepare(conn: psycopg.Connection, have: Any) -> pg_query.Settings:
-            settings, exact = self._searcher.plan(conn, flt, want)
-            chosen[:] = [exact]
+            settings, form = self._searcher.plan(conn, flt, want, not isinstance(self._index, Exact))
+            chosen[:] = [form]
             return pg_query.apply(conn, settings, have)
 
         with self._lock:

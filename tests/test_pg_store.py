@@ -161,10 +161,10 @@ def test_auto_strategy_is_exact_for_selective_filters_and_survives_stale_statist
     assert s.filter_strategies[0] == "auto"
     s.set_query_params(ef_search=40)
     want = pg_query.Settings(ef_search=40)
-    assert s._searcher.plan(s._c(), {"tag": ["rare"]}, want) == (want, True)
+    assert s._searcher.plan(s._c(), {"tag": ["rare"]}, want) == (want, "exact")
     # through the index, ef_search raised by 1 / share: as many passing candidates as 40 unfiltered
-    settings, exact = s._searcher.plan(s._c(), {"tag": ["common"]}, want)
-    assert not exact and 40 < settings.ef_search <= 45
+    settings, form = s._searcher.plan(s._c(), {"tag": ["common"]}, want)
+    assert form == "index" and 40 < settings.ef_search <= 45
     rare = [i for i in range(n) if tags[i] == "rare"]
     for q in x[[5, 777, 2048]]:
         want = [f"r{rare[i]}" for i in np.argsort(1 - x[rare] @ q, kind="stable")[:10]]
@@ -176,7 +176,7 @@ def test_auto_strategy_is_exact_for_selective_filters_and_survives_stale_statist
     admin.execute("DELETE FROM vecface.c_autostrat WHERE tag = 'common' AND id <> ALL(%s)", (keep,))
     again = pg("autostrat", dim=16)
     again.set_query_params(ef_search=10)
-    assert again._searcher.plan(again._c(), {"tag": ["common"]}, pg_query.Settings())[1] is False  # stale
+    assert again._searcher.plan(again._c(), {"tag": ["common"]}, pg_query.Settings())[1] == "index"  # stale
     assert sorted(h.id for h in again.search(x[1], k=10, filter={"tag": "common"})) == keep
 
 
