@@ -8,7 +8,8 @@ slot is only marked dead. Per slot this keeps:
 - the filter columns of :func:`vecface.filters.filter_columns`: each string field (tag, path,
   person, camera) as int32 codes into a per-field vocabulary (-1: absent), and the range fields
   (taken, lat, lon) as one float64 array each (NaN: absent, so no comparison matches it);
-- the rest of the metadata as the record's JSON text, decoded only for the hits returned.
+- the metadata as the record's JSON text, decoded only when a hit's metadata is read (a dead
+  slot keeps its text until the epoch ends, so a hit found before a delete still reads it).
 
 :meth:`Columns.mask` turns a normalised filter into a boolean mask over the slots with numpy,
 which the search passes to FAISS as a bitmap.
@@ -159,9 +160,7 @@ class Columns:
             return
         idx = np.asarray(slots, dtype=np.int64)
         self.alive[idx] = False
-        self.ids[idx] = None
-        for s in slots:
-            self.meta[s] = None
+        self.ids[idx] = None  # a dead slot's metadata text stays (until compaction): hits point at it
         self.alive_count -= len(slots)
 
     def _encode(self, field: str, values: list[str | None]) -> np.ndarray:

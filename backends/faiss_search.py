@@ -280,11 +280,11 @@ class Searcher:
 
     @staticmethod
     def _hits(cols: Any, raw: np.ndarray, labels: np.ndarray, metric: Metric) -> list[list[Hit]]:
-        """FAISS's scores and slots as Hits: ids by one fancy index, the metadata as each record's JSON
-        text from the columns (a Hit decodes it when it is first read: nothing is parsed or copied
+        """FAISS's scores and slots as Hits: ids by one fancy index; the metadata is left in the
+        columns' JSON texts until a hit's ``metadata`` is read (nothing parsed, copied or even touched
         for a caller that only wants ids and distances)."""
         out = []
-        meta = cols.meta
+        texts = cols.meta
         for srow, lrow in zip(raw.tolist(), labels):
             if lrow[-1] < 0:
                 lrow = lrow[lrow >= 0]
@@ -292,9 +292,35 @@ class Searcher:
             slots = lrow.tolist()
             ids = cols.ids[lrow].tolist()
             if metric is Metric.COSINE:   # the score is the cosine similarity
-                out.append([Hit(i, 1.0 - x, x, meta[s]) for i, x, s in zip(ids, srow, slots)])
+                out.append([_Hit(i, 1.0 - x, x, texts, s) for i, x, s in zip(ids, srow, slots)])
             elif metric is Metric.IP:     # the score is the inner product
-                out.append([Hit(i, -x, x, meta[s]) for i, x, s in zip(ids, srow, slots)])
+                out.append([_Hit(i, -x, x, texts, s) for i, x, s in zip(ids, srow, slots)])
             else:                         # the score is the squared distance
-                out.append([Hit(i, math.sqrt(max(x, 0.0)), None, meta[s]) for i, x, s in zip(ids, srow, slots)])
+                out.append([_Hit(i, math.sqrt(max(x, 0.0)), None, texts, s) for i, x, s in zip(ids, srow, slots)])
         return out
+
+
+class _Hit(Hit):
+    """A FAISS hit: its record's metadata is ``texts[slot]`` (the columns' JSON texts, which keep a
+    slot's text until the epoch ends), decoded the first time it is read."""
+
+    __slots__ = ("_texts", "_slot")
+
+    def __init__(self, id: str, distance: float, similarity: float | None, texts: list, slot: int):
+        self.id = id
+        self.distance = distance
+        self.similarity = similarity
+        self._meta = None
+        self._texts = texts
+        self._slot = slot
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self._meta
+        if meta is None:
+            meta = self._meta = json.loads(self._texts[self._slot])
+        return meta
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._meta = value

@@ -230,7 +230,7 @@ class Hit:
                 "metadata": self.metadata}
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, Hit):
             return NotImplemented
         return (self.id, self.distance, self.similarity, self.metadata) == \
             (other.id, other.distance, other.similarity, other.metadata)
