@@ -324,3 +324,7 @@ class _Hit(Hit):
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
         self._meta = value
+
+    def __reduce__(self) -> tuple:
+        # pickled or copied as a plain Hit with its own metadata, never with every record's text
+        return Hit, (self.id, self.distance, self.similarity, self.metadata)

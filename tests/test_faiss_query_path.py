@@ -97,6 +97,16 @@ def test_hits_carry_each_records_own_metadata(store):
     assert "seen" not in store.search(q, 1)[0].metadata
 
 
+def test_a_hit_pickles_and_copies_as_itself(store):
+    import copy
+    import pickle
+
+    hit = store.search(store.get(["r7"])[0].vector, 1)[0]
+    for other in (pickle.loads(pickle.dumps(hit)), copy.copy(hit), copy.deepcopy(hit)):
+        assert other == hit and other.metadata["path"] == "/img/7.jpg"
+    assert len(pickle.dumps(hit)) < 500  # not the whole collection's metadata
+
+
 def test_a_hits_metadata_is_what_the_search_saw(store):
     """Read after the record was replaced or deleted, a hit still shows the metadata it was found with."""
     q = store.get(["r10"])[0].vector
