@@ -13,7 +13,10 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -65,6 +68,21 @@ def _finish(proc: subprocess.Popen) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
+
+
+@contextmanager
+def _killed_after(proc: subprocess.Popen, lines: list[str]) -> Iterator[None]:
+    """Wait for ``lines`` from ``proc``, run the block, then SIGKILL it (killed on any failure too)."""
+    try:
+        for want in lines:
+            assert proc.stdout.readline().strip() == want
+        yield
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _make(root: Path, n: int = 10, index=HNSW(m=8, ef_construction=40)) -> np.ndarray:
@@ -213,15 +231,8 @@ def test_committed_writes_survive_sigkill(tmp_path):
             store.upsert_arrays([f"k{b}_{i}" for i in range(200)], x, [{"tag": "k", "b": b}] * 200)
             say(b)
     """)
-    try:
-        for b in range(5):
-            assert writer.stdout.readline().strip() == str(b)
-        writer.send_signal(signal.SIGKILL)  # right after the 5th batch's commit returned
-        writer.wait(timeout=TIMEOUT)
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
+    with _killed_after(writer, [str(b) for b in range(5)]):  # right after the 5th batch's commit returned
+        pass
     with vecface.open_store("faiss", "c", path=tmp_path) as s:
         n = s.count()
         assert 10 + 5 * 200 <= n and (n - 10) % 200 == 0  # whole batches: committed or not at all
@@ -232,4 +243,30 @@ def test_committed_writes_survive_sigkill(tmp_path):
         assert sum(s.search(r.vector, k=1)[0].id == r.id for r in got[::20]) == len(got[::20])
         # the next writer overwrites whatever the killed one left after the last committed slot
         s.upsert([Record("after", np.ones(DIM), {"tag": "after"})])
+    assert searchable(tmp_path) == (n + 1, n + 1)
+
+
+def test_sigkill_during_a_many_batch_call_keeps_whole_batches(tmp_path):
+    """A writer killed in the middle of upsert calls of 20 batches each (the next batch's vectors
+    being written while one commits): every record there has its own vector, they come in whole
+    batches, and the next writer carries on."""
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path):
+        pass
+    writer = _spawn(tmp_path, """
+        for call in range(10_000):
+            ids = [f"c{call}_{i}" for i in range(2000)]
+            store.upsert_arrays(ids, clustered(2000, 16, seed=call), batch_size=100)
+            say(call)
+    """)
+    with _killed_after(writer, ["0"]):
+        time.sleep(0.05)  # somewhere inside a later call
+    with vecface.open_store("faiss", "c", path=tmp_path) as s:
+        n = s.count()
+        assert n >= 2000 and n % 100 == 0
+        want = {f"c{c}_{i}": v for c in range(-(-n // 2000)) for i, v in enumerate(_vectors(2000, seed=c))}
+        got = s.get(list(want))
+        assert len(got) == n
+        for r in got:
+            np.testing.assert_allclose(r.vector, want[r.id] / np.linalg.norm(want[r.id]), atol=1e-5)
+        s.upsert([Record("after", np.ones(DIM))])
     assert searchable(tmp_path) == (n + 1, n + 1)
