@@ -106,7 +106,9 @@ OVERHEAD_TEXT = (
     ">= 0.91).")
 
 FILTERED_TEXT = ("Where a backend has several ways of running a filtered search (filter strategy), each is "
-                 "measured on the same queries.")
+                 "measured on the same queries. Each case runs in blocks of 25 queries, each block beside the "
+                 "same queries unfiltered at the same setting, so the ratio to the unfiltered p50 is not "
+                 "skewed by the machine's load changing between phases.")
 
 
 METHOD = [

@@ -108,12 +108,13 @@ def filtered_rows(results) -> list[list[str]]:
         for f in run.get("filtered", []):
             rows.append([label, f["case"], fmt(f.get("share")), f"{f['param']}={f['value']}" if f.get("param") else "exact",
                          f.get("strategy") or "–", fmt(f.get("recall")), fmt(f.get("recall_tolerant")), num(f.get("latency_ms", {}).get("p50")),
-                         num(f.get("latency_ms", {}).get("p99"))])
+                         num(f.get("latency_ms", {}).get("p99")), num((f.get("unfiltered_latency_ms") or {}).get("p50")),
+                         f"{f['vs_unfiltered_p50']:.2f}x" if f.get("vs_unfiltered_p50") else "–"])
     return rows
 
 
 FILTERED_HEAD = ["backend/index", "filter keeps", "measured share", "query parameter", "filter strategy", "recall@k",
-                 "tolerant recall", "p50 ms", "p99 ms"]
+                 "tolerant recall", "p50 ms", "p99 ms", "unfiltered p50 ms (beside)", "p50 / unfiltered"]
 
 
 def baseline_rows(results) -> list[list[str]]:
