@@ -17,11 +17,26 @@ from typing import Any
 
 import numpy as np
 
+from vecface.errors import BackendError
+
 from .faiss_columns import Batch
 from .faiss_files import VectorFile, fsync_dir
 from .faiss_journal import _SCHEMA, FORMAT, Journal
 
 _CHUNK = 20_000
+
+
+def upgrade(journal: Journal, wlock: Any, directory: Path, dim: int, name: str) -> None:
+    """A collection in vecface's first layout is rewritten in place once (under the writer lock);
+    another layout is refused."""
+    with wlock:
+        cfg = journal.config()
+        if cfg.get("format") == FORMAT:
+            return  # another process upgraded it while this one waited
+        if cfg.get("format") is not None or not is_old_layout(journal):
+            raise BackendError(f"the FAISS collection {name!r} at {directory} was written in a layout this "
+                               f"vecface does not read (format {cfg.get('format')!r}; it reads {FORMAT})")
+        migrate(journal, directory, dim)
 
 
 def is_old_layout(journal: Journal) -> bool:

@@ -56,6 +56,7 @@ from . import faiss_search as fs
 from .faiss_columns import Batch, Columns
 from .faiss_files import StateLock, Stamp, VectorFile, WriterLock, disk_errors, fsync_dir, tidy
 from .faiss_journal import DB_NAME, FORMAT, Journal, collection_names
+from .faiss_migrate import upgrade
 
 _COMPACT_FRACTION = 0.2
 #: a reader checks the journal at least this often even when the stamp did not move (a writer
@@ -121,24 +122,10 @@ class FaissStore(VectorStore):
         self.dim, self.metric = int(cfg["dim"]), Metric.parse(cfg["metric"])
         with disk_errors(self.name):
             if cfg.get("format") != FORMAT:
-                self._upgrade(cfg)
+                upgrade(self._journal, self._wlock, self.directory, self.dim, self.name)
             self._reload()
         assert self._view is not None
         return self.dim, self.metric, self._view.spec
-
-    def _upgrade(self, cfg: dict[str, str]) -> None:
-        """A collection in vecface's first layout is rewritten in place once; another is refused."""
-        from .faiss_migrate import is_old_layout, migrate
-
-        with self._wlock:
-            cfg = self._journal.config()
-            if cfg.get("format") == FORMAT:
-                return  # another process upgraded it while this one waited
-            if cfg.get("format") is not None or not is_old_layout(self._journal):
-                raise BackendError(f"the FAISS collection {self.name!r} at {self.directory} was written in a "
-                                   f"layout this vecface does not read (format {cfg.get('format')!r}; it reads "
-                                   f"{FORMAT})")
-            migrate(self._journal, self.directory, self.dim)
 
     def _create(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -293,29 +280,37 @@ class FaissStore(VectorStore):
 
     def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
         """Batch by batch, each committed on its own, as a pipeline under one writer lock (per
-        ``_LOCK_ROWS`` rows): a helper thread writes and fdatasyncs batch i+1's vectors (without the
-        GIL) while this thread encodes, commits and indexes batch i. A batch's vectors are durable
-        before the commit that names it; vectors written past the last commit (a failure or a crash
-        mid-call) are garbage the next write overwrites."""
+        ``_LOCK_ROWS`` rows): while this thread encodes and commits batch i, one helper thread writes
+        and fdatasyncs batch i+1's vectors and another adds batch i-1 to the index and the columns
+        (FAISS and the disk work without the GIL). A batch's vectors are durable before the commit
+        that names it, and it is searchable once added; vectors written past the last commit (a
+        failure or a crash mid-call) are garbage the next write overwrites."""
         for lo in range(0, len(ids), _LOCK_ROWS):
             hi = min(lo + _LOCK_ROWS, len(ids))
-            with self._writing() as view, ThreadPoolExecutor(1, thread_name_prefix="vecface-faiss-io") as io:
-                start = view.cols.n
+            with self._writing() as view, ThreadPoolExecutor(1, "vecface-faiss-io") as io, \
+                    ThreadPoolExecutor(1, "vecface-faiss-add") as adder:
+                at = view.cols.n - lo  # the slot of row r of this call is at + r
                 cuts = list(range(lo, hi, batch_size)) + [hi]
-                pending = io.submit(view.vectors.write, start, mat[cuts[0]:cuts[1]])
+                written, added = io.submit(view.vectors.write, at + lo, mat[lo:cuts[1]]), []
                 for a, b, c in zip(cuts, cuts[1:], cuts[2:] + [None]):
                     batch = Batch.from_metadata(ids[a:b], metas[a:b])
-                    pending.result()
+                    written.result()
                     if c is not None:
-                        pending = io.submit(view.vectors.write, start + b - lo, mat[b:c])
-                    gen = self._commit(lambda j, at=start + a - lo, batch=batch: j.append_batch(at, batch))
-                    with self._state.write():
-                        view.index.add(mat[a:b])
-                        view.cols.append(start + a - lo, batch)
-                        view.gen = gen
-                        self._searcher.clear()
-                    self._stamp.bump()  # other processes see each batch as it commits
+                        written = io.submit(view.vectors.write, at + b, mat[b:c])
+                    gen = self._commit(lambda j, s=at + a, batch=batch: j.append_batch(s, batch))
+                    added.append(adder.submit(self._apply, view, at + a, mat[a:b], batch, gen))
+                for done in added:
+                    done.result()
         return len(ids)
+
+    def _apply(self, view: _View, start: int, vectors: np.ndarray, batch: Batch, gen: int) -> None:
+        """A committed batch into the index and the columns, together (searches see both or neither)."""
+        with self._state.write():
+            view.index.add(vectors)
+            view.cols.append(start, batch)
+            view.gen = gen
+            self._searcher.clear()
+        self._stamp.bump()  # other processes see each batch as it commits
 
     def _delete(self, ids: list[str]) -> int:
         with self._writing() as view:
