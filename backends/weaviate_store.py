@@ -11,7 +11,9 @@ Indexes: ``Exact()`` is Weaviate's ``flat`` index (brute force), ``HNSW(m, ef_co
 40), which turns off Weaviate's dynamic ef, so a swept ``ef_search`` is the ef really used (Weaviate
 raises it to k when k is larger). ``ef`` and the filter strategy (``acorn`` or ``sweeping``) are
 collection settings in Weaviate (a schema update), so :meth:`set_query_params` updates the
-collection, once per change, never per query. IVFFlat has no Weaviate counterpart.
+collection, once per change, never per query. A filter keeping fewer objects than the collection's
+``flatSearchCutoff`` is answered by an exact scan of them: vecface sets it by dimension
+(:func:`.weaviate_schema.flat_search_cutoff`). IVFFlat has no Weaviate counterpart.
 
 Changing the index kind or its build parameters (see :attr:`build_note`): :meth:`build_index`
 creates the next generation ``Vecface_<name>_G<n>`` with the new index, copies every object (with
@@ -216,7 +218,8 @@ class WeaviateStore(VectorStore):
             extra["sharding_config"] = Configure.sharding(desired_count=self._opts.shards)
         self._c().collections.create(
             name=cls, description=self._entry(spec, state), properties=schema.properties(),
-            vector_config=schema.vector_config(self.metric, spec, self._want_ef(), self._want_fs(spec)), **extra)
+            vector_config=schema.vector_config(self.metric, spec, self._want_ef(), self._want_fs(spec),
+                                            self.dim), **extra)
 
     @_op("creating the collection")
     def _create(self) -> None:
@@ -350,7 +353,8 @@ class WeaviateStore(VectorStore):
             with self._lock:
                 self._coll().config.update(vector_config=Reconfigure.Vectors.update(
                     name=VECTOR, vector_index_config=Reconfigure.VectorIndex.hnsw(
-                        ef=want_ef, filter_strategy=VectorFilterStrategy(want_fs))))
+                        ef=want_ef, filter_strategy=VectorFilterStrategy(want_fs),
+                        flat_search_cutoff=schema.flat_search_cutoff(self.dim))))
             self._ef, self._fs = want_ef, want_fs
 
     @_op("near_vector search")

@@ -271,10 +271,15 @@ def test_filter_strategies_switch_and_both_filter_correctly(opened):
         s.set_query_params(ef_search=64, filter_strategy=fs)
         vic = s._coll().config.get().vector_config["default"].vector_index_config
         assert getattr(vic.filter_strategy, "value", vic.filter_strategy) == fs
+        assert vic.flat_search_cutoff == weaviate_schema.flat_search_cutoff(16) == 40_000
         hits = s.search(x[1], k=10, filter={"tag": "odd"})
         assert hits and all(int(h.id[1:]) % 2 == 1 for h in hits)
         results[fs] = [h.id for h in hits]
     assert results["acorn"][0] == results["sweeping"][0] == "i1"
+    wide = opened(dim=512)  # a filter keeping fewer than 9,765 of 512-d objects is scanned exactly
+    wide.build_index("hnsw")
+    vic = wide._coll().config.get().vector_config["default"].vector_index_config
+    assert vic.flat_search_cutoff == weaviate_schema.flat_search_cutoff(512) == 9765
     with pytest.raises(InvalidArgument):
         s.set_query_params(filter_strategy="bogus")
 
