@@ -57,3 +57,11 @@ def test_weaviate_replication_shards_and_consistency_from_the_cli(weaviate_optio
     finally:
         res = run("drop", name, *where, "--yes")
         assert res.exit_code == 0, res.output
+
+
+def test_people_options_before_a_subcommand_are_refused_not_ignored(tmp_path):
+    """``vecface people -c family list`` would list the default collection: it is a usage error."""
+    res = run("people", "-c", "family", "list", "--data-dir", tmp_path)
+    assert res.exit_code == 2 and "--collection go(es) after the subcommand" in res.output
+    res = run("people", "list", "-c", "family", "--data-dir", tmp_path)  # the right place: reaches the store
+    assert res.exit_code == 1 and "no collection 'family'" in res.output

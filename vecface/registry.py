@@ -61,8 +61,10 @@ def open_store(backend: str, collection: str, dim: int | None = None, metric: An
                create: bool = True, **options: Any) -> VectorStore:
     """Open (or create) ``collection`` in ``backend``.
 
-    Backend options: faiss ``path``; pgvector ``dsn``, ``data_dir``, ``read_dsns``, ``read_your_writes``,
-    ``load_streams``, ``maintenance_work_mem``; weaviate ``url``, ``grpc_port``, ``api_key``, ``data_dir``. Options left as None use the backend's default.
+    Backend options: every backend ``data_dir``; faiss ``path``, ``lock_timeout``; pgvector ``dsn``,
+    ``read_dsns``, ``read_your_writes``, ``load_streams``, ``maintenance_work_mem``; weaviate ``url``,
+    ``grpc_port``, ``api_key``, ``replication_factor``, ``shards``, ``consistency``. Options left as
+    None use the backend's default.
     """
     options = backend_options(backend, **options)
     return backend_class(backend)(collection, dim, metric, create=create, **options)

@@ -13,7 +13,7 @@ Library use::
         again = search_id(store, result.hits[0].id, k=5)       # nothing re-embedded
 
 :func:`open_collection` rebuilds the embedder a collection was ingested with from the ingest
-manifest, so callers need only the backend and the collection name; :func:`resolve_spec` is the
+manifest, else from the store's own description (another machine's ingest), so callers need only the backend and the collection name; :func:`resolve_spec` is the
 same check for ingest (which embedder a run uses, and refusing another one for a known collection).
 """
 

@@ -19,7 +19,7 @@ MAX_LISTED = 20
 @with_connection
 def check_cmd(
     collection: Annotated[str, typer.Argument(help="the collection to check")],
-    backend: Backend = "weaviate",
+    backend: Backend = "faiss",
     repair: Annotated[bool, typer.Option("--repair", help="re-index the records the index misses")] = False,
     as_json: AsJson = False,
     conn: Connection = None,

@@ -57,6 +57,11 @@ def people_cmd(
     """Group the faces of a collection into people (no reference photo needed) and print each
     person with its face count and a representative face. Grouping again keeps ids and names."""
     if ctx.invoked_subcommand is not None:
+        given = [p.opts[0] for p in ctx.command.params if p.name and p.opts
+                 and getattr(ctx.get_parameter_source(p.name), "name", None) == "COMMANDLINE"]
+        if given:  # they would be silently ignored: the subcommand takes its own
+            raise typer.BadParameter(f"{', '.join(given)} go(es) after the subcommand: "
+                                     f"vecface people {ctx.invoked_subcommand} {' '.join(given)} ...")
         return
     from ..people import group
 
