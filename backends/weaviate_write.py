@@ -1,7 +1,10 @@
 """How the Weaviate backend writes objects: weaviate-client ``insert_many``, one gRPC batch request
 of up to :data:`BATCH_OBJECTS` objects at a time, up to :data:`IN_FLIGHT` requests at once (the next
 batch is encoded while the server indexes the one before), every failed object reported with the
-request's own answer, nothing retried behind vecface's back.
+request's own answer. An object whose error is a replica's connection failing under the
+coordinator (a node of a cluster dying mid-write: ``rpc error: code = Canceled ... the client
+connection is closing``) is sent again, at most :data:`RETRIES` times; objects are keyed by their
+id, so sending one twice stores it once. Any other refusal is reported, not retried.
 
 ``bench/weaviate_import.py`` measures this side by side with the client's batch contexts
 (``fixed_size``, ``dynamic``, ``rate_limit``, server-side ``stream``) and with ``insert_many`` one
@@ -11,6 +14,7 @@ or two requests at a time.
 from __future__ import annotations
 
 import itertools
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -25,6 +29,15 @@ if TYPE_CHECKING:  # pragma: no cover
 BATCH_OBJECTS = 1000  # objects per gRPC batch request
 IN_FLIGHT = 2  # batch requests one import keeps sent at once (see bench/weaviate_import.py)
 MAX_REPORTED_ERRORS = 5
+RETRIES = 2  # sends again of the objects a transient replica error refused (see the module docstring)
+_TRANSIENT = ("connection is closing", "code = canceled", "code = unavailable", "code = deadlineexceeded",
+              "context deadline exceeded", "connection refused", "broken pipe")
+
+
+def transient(message: str) -> bool:
+    """Whether a per-object error says a replica could not be reached, not that the object is bad."""
+    text = message.lower()
+    return any(t in text for t in _TRANSIENT)
 
 
 def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, Any], Any]], total: int,
@@ -35,7 +48,7 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
     from weaviate.classes.data import DataObject
     from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
-    failed: list[tuple[str, str]] = []
+    failed: list[tuple[tuple[str, dict[str, Any], Any], str]] = []  # (object, error)
 
     def send(chunk: list) -> Any:
         return coll.data.insert_many([DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in chunk])
@@ -46,9 +59,9 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
         except WeaviateInsertManyAllFailedError as e:
             if conn.is_gone(e):
                 raise
-            failed.extend((str(p.get("vid") or u), conn.scrub(str(e), opts)) for u, p, _ in chunk)
+            failed.extend((o, conn.scrub(str(e), opts)) for o in chunk)
             return
-        failed.extend((str(chunk[i][1].get("vid") or chunk[i][0]), str(err.message)) for i, err in res.errors.items())
+        failed.extend((chunk[i], str(err.message)) for i, err in res.errors.items())
 
     it = iter(objects)
     pending: list[tuple[list, Future]] = []
@@ -63,11 +76,26 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
         finally:
             for _, future in pending:  # an error ended the import: send nothing more
                 future.cancel()
+    for attempt in range(RETRIES):
+        again = [o for o, msg in failed if transient(msg)]
+        if not again:
+            break
+        failed = [(o, msg) for o, msg in failed if not transient(msg)]
+        time.sleep(0.5 * (attempt + 1))  # the cluster marks the dead replica down meanwhile
+        for start in range(0, len(again), BATCH_OBJECTS):
+            chunk = again[start:start + BATCH_OBJECTS]
+            future: Future = Future()
+            try:
+                future.set_result(send(chunk))
+            except Exception as e:  # noqa: BLE001 - collect() converts or re-raises it
+                future.set_exception(e)
+            collect(chunk, future)
     if not failed:
         return
-    detail = "; ".join(f"{i}: {msg}" for i, msg in failed[:MAX_REPORTED_ERRORS])
+    named = [(str(o[1].get("vid") or o[0]), msg) for o, msg in failed]
+    detail = "; ".join(f"{i}: {msg}" for i, msg in named[:MAX_REPORTED_ERRORS])
     message = (f"{len(failed)} of {total} objects were not stored in Weaviate collection {cls} "
                f"(the others were); first errors: {conn.scrub(detail, opts)}")
-    if all(conn.is_gone(RuntimeError(msg)) for _, msg in failed):
+    if all(conn.is_gone(RuntimeError(msg)) for _, msg in named):
         raise BackendUnavailable(message)
-    raise IngestFailed(message, failed[:MAX_REPORTED_ERRORS])
+    raise IngestFailed(message, named[:MAX_REPORTED_ERRORS])

@@ -309,3 +309,14 @@ def test_check_command(opened, weaviate_options):
     assert f"{s.name}: 30 stored, 0 not found by the vector index, 0 repaired" in res.output
     res = CliRunner().invoke(app, ["check", "nosuch", "--backend", "weaviate", *args])
     assert res.exit_code == 1 and "no collection" in res.output
+
+
+def test_only_replica_connection_errors_are_sent_again():
+    """A per-object error from a replica dying under the coordinator is retried (objects are keyed by
+    id, so a second send stores them once); a refused object is reported at once."""
+    from vecface.backends.weaviate_write import transient
+
+    assert transient("failed to execute query: rpc error: code = Canceled desc = grpc: the client connection is closing")
+    assert transient("rpc error: code = Unavailable desc = connection refused")
+    assert not transient("invalid text property 'tag' on class 'Vecface_x': not a string, but float64")
+    assert not transient("id 'b0' already exists with another vector dimension")
