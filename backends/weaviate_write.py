@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from vecface.errors import BackendUnavailable, IngestFailed
 
@@ -30,14 +30,14 @@ BATCH_OBJECTS = 1000  # objects per gRPC batch request
 IN_FLIGHT = 2  # batch requests one import keeps sent at once (see bench/weaviate_import.py)
 MAX_REPORTED_ERRORS = 5
 RETRIES = 2  # sends again of the objects a transient replica error refused (see the module docstring)
-_TRANSIENT = ("connection is closing", "code = canceled", "code = unavailable", "code = deadlineexceeded",
-              "context deadline exceeded", "connection refused", "broken pipe")
+#: what a coordinator says of a replica it lost mid-write, beyond the words of an unreachable server
+_REPLICA_LOST = ("connection is closing", "code = canceled", "code = deadlineexceeded")
 
 
 def transient(message: str) -> bool:
-    """Whether a per-object error says a replica could not be reached, not that the object is bad."""
-    text = message.lower()
-    return any(t in text for t in _TRANSIENT)
+    """Whether a per-object error says a replica could not be reached (a server that is gone, in
+    :func:`weaviate_conn.is_gone`'s words, or a replica lost mid-write), not that the object is bad."""
+    return conn.is_gone(RuntimeError(message)) or any(t in message.lower() for t in _REPLICA_LOST)
 
 
 def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, Any], Any]], total: int,
@@ -53,9 +53,10 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
     def send(chunk: list) -> Any:
         return coll.data.insert_many([DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in chunk])
 
-    def collect(chunk: list, future: Future) -> None:
+    def collect(chunk: list, result: Callable[[], Any]) -> None:
+        """Record the failed objects of ``chunk``, whose answer ``result()`` gives."""
         try:
-            res = future.result()
+            res = result()
         except WeaviateInsertManyAllFailedError as e:
             if conn.is_gone(e):
                 raise
@@ -70,9 +71,11 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
             while chunk := list(itertools.islice(it, BATCH_OBJECTS)):
                 pending.append((chunk, pool.submit(send, chunk)))
                 if len(pending) >= IN_FLIGHT:
-                    collect(*pending.pop(0))
+                    done, future = pending.pop(0)
+                    collect(done, future.result)
             while pending:
-                collect(*pending.pop(0))
+                done, future = pending.pop(0)
+                collect(done, future.result)
         finally:
             for _, future in pending:  # an error ended the import: send nothing more
                 future.cancel()
@@ -84,12 +87,7 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
         time.sleep(0.5 * (attempt + 1))  # the cluster marks the dead replica down meanwhile
         for start in range(0, len(again), BATCH_OBJECTS):
             chunk = again[start:start + BATCH_OBJECTS]
-            future: Future = Future()
-            try:
-                future.set_result(send(chunk))
-            except Exception as e:  # noqa: BLE001 - collect() converts or re-raises it
-                future.set_exception(e)
-            collect(chunk, future)
+            collect(chunk, lambda: send(chunk))
     if not failed:
         return
     named = [(str(o[1].get("vid") or o[0]), msg) for o, msg in failed]
