@@ -24,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
-from weaviate.classes.query import MetadataQuery
 
 from vecface.store import CheckReport
 
@@ -51,7 +50,7 @@ def _missing(coll: Any, objects: list[Any], k: int) -> list[Any]:
 
     def found_within(o: Any, limit: int) -> bool:
         res = coll.query.near_vector(near_vector=o.vector[VECTOR], limit=limit, target_vector=VECTOR,
-                                     return_metadata=MetadataQuery(distance=True), return_properties=[])
+                                     return_metadata=schema.DISTANCE, return_properties=[])
         if any(h.uuid == o.uuid for h in res.objects):
             return True
         # limit other objects with this very vector: it cannot be told apart, count it as found

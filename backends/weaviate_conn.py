@@ -276,11 +276,8 @@ def describe(opts: Options, index: int = 0) -> str:
 
 def node_alive(ep: Endpoint, timeout: float = 1.0) -> bool:
     """Whether a node answers its liveness probe."""
-    import urllib.request
-
     try:
-        with urllib.request.urlopen(ep.url + "/v1/.well-known/live", timeout=timeout) as r:
-            return r.status == 200
+        return weaviate_server.http_get(ep.url + "/v1/.well-known/live", timeout)[0] == 200
     except Exception:  # refused, reset, timed out: not alive
         return False
 

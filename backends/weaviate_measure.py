@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
-from weaviate.classes.query import MetadataQuery
 
 from vecface.errors import CollectionMismatch
 
@@ -23,12 +22,11 @@ def raw_searcher(coll: Any, k: int) -> Callable[[Any], list]:
     the distances and the properties holding each record's id and metadata (a search that must answer
     with them cannot skip them), the vector as a list (what the client turns a numpy array into
     anyway). Returns the ids."""
-    metadata = MetadataQuery(distance=True)
     props = list(schema.RETURN_PROPS)
 
     def search(vec: Any) -> list:
         res = coll.query.near_vector(near_vector=vec.tolist() if hasattr(vec, "tolist") else vec, limit=k,
-                                     target_vector=VECTOR, return_metadata=metadata, return_properties=props)
+                                     target_vector=VECTOR, return_metadata=schema.DISTANCE, return_properties=props)
         return [o.properties["vid"] for o in res.objects]
 
     return search

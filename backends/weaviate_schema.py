@@ -17,7 +17,7 @@ import uuid
 from typing import Any, Mapping
 
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
-from weaviate.classes.query import Filter
+from weaviate.classes.query import Filter, MetadataQuery
 
 from vecface.types import HNSW, Exact, IndexSpec, Metric
 from vecface.filters import FILTER_FIELDS, RANGE_FIELDS, Range, filter_columns
@@ -26,6 +26,7 @@ VECFACE_NAMESPACE = uuid.UUID("6f1d7a52-3c4b-5e0f-9a8d-7b2c1e4f5a60")
 VECTOR = "default"
 CLASS_PREFIX = "Vecface_"
 RETURN_PROPS = ["vid", "meta"]  # what a search or get reads back
+DISTANCE = MetadataQuery(distance=True)  # what a search asks of each hit; made once (the client validates it with pydantic)
 DATE_FIELDS = ("taken",)
 #: every property of a vecface collection, in the order created
 PROPERTY_NAMES = ("vid",) + FILTER_FIELDS + RANGE_FIELDS + ("meta",)

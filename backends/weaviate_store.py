@@ -43,7 +43,7 @@ import numpy as np
 try:
     import weaviate
     from weaviate.classes.config import Reconfigure
-    from weaviate.classes.query import Filter, MetadataQuery
+    from weaviate.classes.query import Filter
 except ImportError as e:  # pragma: no cover - depends on the environment
     from vecface.errors import MissingDependency
 
@@ -60,14 +60,13 @@ from . import weaviate_measure as measure
 from . import weaviate_server
 from . import weaviate_write
 from . import weaviate_schema as schema
-from .weaviate_schema import CLASS_PREFIX, RETURN_PROPS, VECTOR, object_uuid
+from .weaviate_schema import CLASS_PREFIX, DISTANCE, RETURN_PROPS, VECTOR, object_uuid
 
 MAX_PER_REQUEST = 1000  # ids per fetch / delete request (Weaviate's QUERY_MAXIMUM_RESULTS is 10000)
 COPY_CHUNK = 1000  # objects per batch when an index change copies a collection
 if weaviate_check.repair_after_crash not in weaviate_server.after_crash_restart:
     # a local server restarted after its predecessor died gets its indexes checked and repaired
     weaviate_server.after_crash_restart.append(weaviate_check.repair_after_crash)
-DISTANCE = MetadataQuery(distance=True)  # made once: the client validates it with pydantic
 
 
 _op = conn.operation  # the one error pattern: client failures -> vecface errors, fail-over

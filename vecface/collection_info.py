@@ -56,11 +56,11 @@ def check_same(store: VectorStore, recorded: EmbedderSpec, other: EmbedderSpec, 
 def record(store: VectorStore, spec: EmbedderSpec, dim: int) -> None:
     """Write ``spec`` into the store's description if it has none; refuse a different one."""
     try:
-        known = stored_spec(store)
+        info = store.info  # read once: a round trip on a server backend
+        known = spec_of(info)
         if known is not None:
             check_same(store, known, spec, "this run")
             return
-        info = store.info
         store.set_info({**info, **describe(spec, dim)})
     except UnsupportedOperation:
         return  # a backend without descriptions: the local manifest alone remembers the embedder

@@ -14,6 +14,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from .errors import WebError
+from .schemas import FiltersIn
 
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "BMP": "BMP",
                     "TIFF": "TIFF"}
@@ -23,7 +24,7 @@ class _MemoryMultiPartParser(MultiPartParser):
     spool_max_size = sys.maxsize  # keep the file in memory: the request guard bounds it
 
 
-FILTER_FIELDS = ("since", "until", "camera", "person", "near", "km", "box")  # FiltersIn's, as form fields
+FILTER_FIELDS = tuple(FiltersIn.model_fields)  # the search filters, as form fields
 
 
 async def read_image_form(request: Request) -> tuple[bytes, int | None, str | None, int | None, dict[str, str]]:
