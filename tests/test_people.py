@@ -150,6 +150,25 @@ def test_merge_split_unassign_survive_regrouping(photo_folder, dlib_embedder, ma
             store.drop()
 
 
+def test_a_person_id_is_never_given_twice(photo_folder, dlib_embedder, manifest, faiss_options):
+    """After a merge frees the highest id, a new person (split, new photos, grouping again) gets a
+    number past it: "p5" never comes to mean someone else."""
+    import vecface
+
+    root, _ = photo_folder
+    with vecface.open_store("faiss", "people_ids", dlib_embedder.dim, "cosine", **faiss_options) as store:
+        try:
+            _ingest(store, root, dlib_embedder, manifest)
+            given = sorted((p.id for p in people.group(store).people), key=lambda i: int(i[1:]))
+            top, other = given[-1], given[0]
+            people.merge(store, other, top)
+            assert top not in {p.id for p in people.list_people(store)}
+            face = next(r.id for r in store.get(store.ids()) if r.metadata.get("person") == other)
+            assert int(people.split(store, [face]).id[1:]) > int(top[1:])
+        finally:
+            store.drop()
+
+
 def test_new_photos_join_known_people(tmp_path, dlib_embedder, manifest, store_factory):
     """On each backend: new faces join their person through a search filtered on the known people."""
     first, later = tmp_path / "first", tmp_path / "later"

@@ -16,7 +16,8 @@ How it works
   same server lists, searches and edits the same people with no local manifest.
 * **Stable ids.** Grouping again keeps each group's id (the id most of its faces had), so names
   and merges survive new photos; ``fresh=True`` starts over. Faces set by hand (``unassign``,
-  ``split``) carry ``person_fixed`` and are left as they are.
+  ``split``) carry ``person_fixed`` and are left as they are. An id is never given twice: the next
+  number is kept in the store (``people_next``), so an id a merge freed never comes to mean someone else.
 * **New photos** (:func:`assign_new`) join the person of their nearest already-grouped face within
   the threshold (a filtered search of the store); the rest are grouped among themselves into new people.
 * **Counts** are recounted from the face records (:func:`refresh`) after every edit here, and by
@@ -28,7 +29,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from .types import Record
 
 _PERSON_ID = re.compile(r"^p(\d+)$")
 INFO_KEY = "people"  # where the people are in the store's description
+NEXT_KEY = "people_next"  # the next person number: an id is never given twice, even one a merge freed
 
 
 @dataclass
@@ -90,7 +92,17 @@ def _save(store: VectorStore, people: list[Person]) -> None:
     """Make ``people`` the collection's whole list, in its description (other keys kept)."""
     info = store.info
     info[INFO_KEY] = [p.to_dict() for p in people]
+    info[NEXT_KEY] = max([int(info.get(NEXT_KEY) or 1)] + [_number(p.id) + 1 for p in people])
     store.set_info(info)
+
+
+def _next_number(store: VectorStore, ids: Iterable[str] = ()) -> int:
+    """The number of the next new person: past every id given so far (kept in the store) and ``ids``."""
+    try:
+        given = int(store.info.get(NEXT_KEY) or 1)
+    except UnsupportedOperation:
+        given = 1
+    return max([given] + [_number(i) + 1 for i in ids])
 
 
 # ---------------------------------------------------------------- reading and writing faces
@@ -190,7 +202,7 @@ def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = F
     names = {p.id: p.name for p in _stored(store)}
     free = [r for r, m in enumerate(faces.metadata) if not m.get("person_fixed")]
     labels = cluster(faces.vectors[free], threshold) if free else np.zeros(0, dtype=np.int64)
-    next_id = max([_number(p) for p in list(names) + [m.get("person") or "" for m in faces.metadata]] + [0]) + 1
+    next_id = _next_number(store, list(names) + [m.get("person") or "" for m in faces.metadata])
     changes: dict[int, dict[str, Any]] = {}
     for lab in range(int(labels.max()) + 1 if len(labels) else 0):
         members = [free[i] for i in np.flatnonzero(labels == lab)]
@@ -222,7 +234,7 @@ def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *,
             if found and found[0].distance <= threshold:
                 changes[r] = {"person": found[0].metadata.get("person")}
         rest = [r for r in todo if r not in changes]
-        next_id = max(_number(p.id) for p in known) + 1
+        next_id = _next_number(store, [p.id for p in known])
         labels = cluster(faces.vectors[rest], threshold) if rest else np.zeros(0, dtype=np.int64)
         for r, lab in zip(rest, labels.tolist()):
             changes[r] = {"person": f"p{next_id + lab}"}
@@ -249,6 +261,14 @@ def resolve(store: VectorStore, who: str | Sequence[str]) -> list[str]:
     return _resolve(store, who, _stored(store))
 
 
+def find(store: VectorStore, who: str, people: list[Person] | None = None) -> Person:
+    """The one person ``who`` (an id or a name) of ``people`` (default: the store's); UnknownRecord
+    for nobody."""
+    people = _stored(store) if people is None else people
+    pid = _resolve(store, who, people)[0]
+    return next(p for p in people if p.id == pid)
+
+
 def _resolve(store: VectorStore, who: str | Sequence[str], people: list[Person]) -> list[str]:
     wanted = [who] if isinstance(who, str) else list(who)
     out = []
@@ -265,20 +285,18 @@ def rename(store: VectorStore, who: str, name: str | None) -> Person:
     """Name a person (None or "" removes the name). A name another person has is refused: merge them."""
     name = (name or "").strip() or None
     people = _stored(store)
-    (pid,) = _resolve(store, who, people)[:1]
-    if name and any(p.id != pid and (p.name or "").casefold() == name.casefold() for p in people):
+    person = find(store, who, people)
+    if name and any(p.id != person.id and (p.name or "").casefold() == name.casefold() for p in people):
         raise InvalidArgument(f"another person is already named {name!r}; merge them with vecface people merge")
-    for p in people:
-        if p.id == pid:
-            p.name = name
+    person.name = name
     _save(store, people)
-    return next(p for p in people if p.id == pid)
+    return person
 
 
 def merge(store: VectorStore, keep: str, other: str) -> Person:
     """Move every face of ``other`` to ``keep`` (which keeps its name, or takes ``other``'s if it has none)."""
     people = _stored(store)
-    (kid,), (oid,) = _resolve(store, keep, people)[:1], _resolve(store, other, people)[:1]
+    kid, oid = find(store, keep, people).id, find(store, other, people).id
     if kid == oid:
         raise InvalidArgument(f"{keep!r} and {other!r} are the same person")
     faces = load_faces(store)
@@ -290,17 +308,17 @@ def merge(store: VectorStore, keep: str, other: str) -> Person:
 
 def unassign(store: VectorStore, face_ids: Sequence[str]) -> int:
     """Take faces out of their person for good (grouping again leaves them out). Returns how many."""
-    return _move(store, face_ids, None)
+    return _move(store, face_ids, None)[0]
 
 
 def split(store: VectorStore, face_ids: Sequence[str]) -> Person:
     """Make the given faces a new person of their own (kept apart when grouping again)."""
-    pid = f"p{max([_number(p.id) for p in _stored(store)] + [0]) + 1}"
-    _move(store, face_ids, pid)
-    return next(p for p in _stored(store) if p.id == pid)
+    pid = f"p{_next_number(store, [p.id for p in _stored(store)])}"
+    return next(p for p in _move(store, face_ids, pid)[1] if p.id == pid)
 
 
-def _move(store: VectorStore, face_ids: Sequence[str], pid: str | None) -> int:
+def _move(store: VectorStore, face_ids: Sequence[str], pid: str | None) -> tuple[int, list[Person]]:
+    """Set the given faces' person to ``pid`` by hand; how many were rewritten, and the people recounted."""
     face_ids = list(dict.fromkeys(face_ids))
     if not face_ids:
         raise InvalidArgument("name at least one face id")
@@ -310,5 +328,4 @@ def _move(store: VectorStore, face_ids: Sequence[str], pid: str | None) -> int:
         raise UnknownRecord(f"collection {store.name!r} has no face {missing[0]!r}")
     names = {p.id: p.name for p in _stored(store)}
     n = _write(store, picked, {r: {"person": pid, "person_fixed": True} for r in range(len(picked))})
-    _recount(store, load_faces(store), names)
-    return n
+    return n, _recount(store, load_faces(store), names)

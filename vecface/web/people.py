@@ -50,8 +50,7 @@ def _person(p: people.Person) -> dict[str, Any]:
 
 def _find(svc: SearchService, who: str) -> people.Person:
     """The person ``who`` (id or name); UnknownRecord (404) for nobody."""
-    pid = people.resolve(svc.store, who)[0]
-    return next(p for p in people.list_people(svc.store) if p.id == pid)
+    return people.find(svc.store, who)
 
 
 def face(svc: SearchService, who: str) -> bytes:
