@@ -117,24 +117,9 @@ def repair_all(url: str, grpc_port: int, api_key: str | None = None) -> dict[str
     """Check and repair every vecface collection of one server (after it was restarted from a crash).
 
     Opens each collection by URL, so it can run while the local supervisor holds its start lock."""
-    import json
+    from vecface.registry import backend_class, open_store
 
-    from vecface.registry import open_store
-
-    from . import weaviate_conn as conn
-
-    client, _ = conn.connect(conn.resolve(url, grpc_port, api_key))
-    try:
-        names = set()
-        for cfg in client.collections.list_all(simple=True).values():
-            try:
-                entry = json.loads(cfg.description or "")
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and entry.get("state") == "ready" and isinstance(entry.get("vecface"), str):
-                names.add(entry["vecface"])
-    finally:
-        client.close()
+    names = backend_class("weaviate")._collection_names(url=url, grpc_port=grpc_port, api_key=api_key)
     out = {}
     for name in sorted(names):
         with open_store("weaviate", name, url=url, grpc_port=grpc_port, api_key=api_key) as store:
