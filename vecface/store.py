@@ -35,6 +35,7 @@ from .types import (
     as_query,
     clean_metadata_batch,
     parse_index,
+    spec_text,
     validate_ids,
     validate_k,
     validate_name,
@@ -290,9 +291,8 @@ class VectorStore(abc.ABC):
             except (UnknownCollection, InvalidArgument):
                 continue  # dropped meanwhile, not finished being created, or not a vecface name
             with store:
-                params = ",".join(f"{k}={v}" for k, v in vars(store.index).items() if v is not None)
                 summary = CollectionSummary(name, store.dim, store.metric.label,
-                                            store.index.kind + (f":{params}" if params else ""), None, None, store.info)
+                                            spec_text(store.index.kind, vars(store.index)), None, None, store.info)
                 try:
                     summary.count, summary.size_bytes = store.count(), store.storage_bytes()
                 except BackendError as e:  # one damaged collection must not hide the others

@@ -135,10 +135,15 @@ def spec_to_dict(spec: IndexSpec) -> dict[str, Any]:
     return {"kind": spec.kind, **vars(spec)}
 
 
+def spec_text(kind: str, params: Mapping[str, Any]) -> str:
+    """The text form :func:`parse_index` reads: ``kind`` then ``:k=v,...`` for the parameters set."""
+    text = ",".join(f"{k}={v}" for k, v in params.items() if v is not None)
+    return kind + (":" + text if text else "")
+
+
 def spec_from_dict(d: Mapping[str, Any]) -> IndexSpec:
     d = dict(d)
-    kind = d.pop("kind")
-    return parse_index(kind + (":" + ",".join(f"{k}={v}" for k, v in d.items() if v is not None) if d else ""))
+    return parse_index(spec_text(d.pop("kind"), d))
 
 
 # ---------------------------------------------------------------- query params (query time)
