@@ -43,13 +43,17 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import time
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from vecface.filters import Range
 from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES
@@ -79,7 +83,7 @@ class Settings:
 
 def apply(conn: psycopg.Connection, want: Settings, have: Settings | None) -> Settings:
     """Bring one connection's session settings to ``want`` (one round trip, only if needed)."""
-    if want != have:
+    if want is not have and want != have:
         hnsw_scan = "strict_order" if want.strategy == "strict_order" else "relaxed_order"
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false), set_config('ivfflat.probes', %s, false), "
                      "set_config('hnsw.iterative_scan', %s, false), "
@@ -118,15 +122,40 @@ def _shape(flt: dict[str, Any] | None) -> tuple:
                  for col, cond in flt.items())
 
 
+class QueryVector(bytes):
+    """A query vector already in pgvector's binary form (``dim``, 0, big-endian float32s), sent as
+    it is by the cursors of :meth:`Searcher.cursor` (pgvector's own dumper copies the vector into
+    an ``array``, byte-swaps it there and packs it again, per query)."""
+
+
+def encode(queries: np.ndarray) -> list[QueryVector]:
+    """The rows of a float32 matrix in pgvector's binary form (one byte-swapping copy for all)."""
+    head = struct.pack(">HH", queries.shape[1], 0)
+    big = queries.astype(">f4")
+    return [QueryVector(head + row.tobytes()) for row in big]
+
+
 class Searcher:
-    """Query texts of one collection, made once per (k, filter shape, strategy) and kept, and the
-    row estimates of its filters (``auto``)."""
+    """Query texts of one collection, made once per (k, filter shape, strategy) and kept, the row
+    estimates of its filters (``auto``), and a binary cursor per connection."""
 
     def __init__(self, n: Names, operator: str):
         self.n = n
         self.op = sql.SQL(operator)
         self._texts: dict[tuple, str] = {}
         self._estimates: dict[tuple, tuple[float, float, float]] = {}
+        self._cursors: weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor] = weakref.WeakKeyDictionary()
+
+    def cursor(self, conn: psycopg.Connection) -> psycopg.Cursor:
+        """The connection's binary cursor for searches, kept (one fewer object and adapter map per
+        query), that sends a :class:`QueryVector` as the vector it holds."""
+        cur = self._cursors.get(conn)
+        if cur is None or cur.closed:
+            cur = conn.cursor(binary=True)
+            dumper = type("QueryVectorDumper", (_QueryVectorDumper,), {"oid": conn.adapters.types["vector"].oid})
+            cur.adapters.register_dumper(QueryVector, dumper)
+            self._cursors[conn] = cur
+        return cur
 
     def forget(self) -> None:
         """The rows changed: estimate the filters again."""
@@ -189,16 +218,17 @@ class Searcher:
         """Rows (id, distance, metadata as JSON text) per query, closest first, by the statement of
         ``form`` (``auto``: an index scan that comes back short is redone exactly)."""
         text = self._text(conn, k, flt, form)
+        cur = self.cursor(conn)
+        vectors = encode(queries)
         if not flt:
-            return [conn.execute(text, (q,), prepare=True, binary=True).fetchall() for q in queries]
+            return [cur.execute(text, (q,), prepare=True).fetchall() for q in vectors]
         args = _filter_sql(flt)[1]
         out = []
-        for q in queries:
-            rows = conn.execute(text, (q, *args), prepare=True, binary=True).fetchall()
+        for q in vectors:
+            rows = cur.execute(text, (q, *args), prepare=True).fetchall()
             if form == "index":
                 if auto and len(rows) < k:  # the index scan gave up (hnsw.max_scan_tuples): be exact
-                    rows = conn.execute(self._text(conn, k, flt, "exact"), (q, *args), prepare=True,
-                                        binary=True).fetchall()
+                    rows = cur.execute(self._text(conn, k, flt, "exact"), (q, *args), prepare=True).fetchall()
                 else:  # iterative scans may hand rows back slightly out of order
                     rows.sort(key=lambda r: r[1])
             out.append(rows)
@@ -213,6 +243,13 @@ class Searcher:
             return [r[0] for r in conn.execute(text, (vector,), prepare=True, binary=True).fetchall()]
 
         return search
+
+
+class _QueryVectorDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: QueryVector) -> QueryVector:
+        return obj
 
 
 def _planned_rows(conn: psycopg.Connection, query: sql.Composable, args: list[Any]) -> float:

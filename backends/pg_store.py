@@ -54,6 +54,8 @@ class PgVectorStore(VectorStore):
     backend = "pgvector"
     supported_indexes = ("exact", "hnsw", "ivfflat")
     filter_strategies = pg_query.STRATEGIES
+    #: (the QueryParams, the Settings made from them): see _settings
+    _settings_for: tuple[Any, pg_query.Settings] | None = None
 
     def __init__(self, collection: str, dim: int | None = None, metric: Metric | str | None = None, *,
                  create: bool = True, dsn: str | None = None, data_dir: str | os.PathLike[str] | None = None,
@@ -243,9 +245,14 @@ class PgVectorStore(VectorStore):
                 return out
 
     def _settings(self) -> pg_query.Settings:
+        """The session settings the query parameters ask for (made again only when they change)."""
         q = self._query
-        return pg_query.Settings(q.ef_search or pg_query.Settings.ef_search, q.probes or pg_query.Settings.probes,
-                                 q.filter_strategy or self.filter_strategies[0])
+        made = self._settings_for
+        if made is None or made[0] is not q:
+            made = self._settings_for = (q, pg_query.Settings(
+                q.ef_search or pg_query.Settings.ef_search, q.probes or pg_query.Settings.probes,
+                q.filter_strategy or self.filter_strategies[0]))
+        return made[1]
 
     @converts_errors("query settings")
     def _apply_query_params(self) -> None:
@@ -266,8 +273,10 @@ class PgVectorStore(VectorStore):
             rows = self._router.run_read(
                 lambda conn: self._searcher.run(conn, queries, k, flt, chosen[0], want.strategy == "auto"),
                 prepare)
-        # <=> is 1 - cos, <-> Euclidean, <#> the negative inner product: vecface's convention already
-        return [[self._hit(i, d, m) for i, d, m in per_query] for per_query in rows]
+        # <=> is 1 - cos, <-> Euclidean, <#> the negative inner product: vecface's convention already,
+        # and a binary float8 comes back as a float (so no _hit and its float() per row)
+        sim = self.metric.similarity
+        return [[Hit(i, d, sim(d), m) for i, d, m in per_query] for per_query in rows]
 
     @converts_errors("index size")
     def _index_size(self) -> int | None:
