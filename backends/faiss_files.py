@@ -18,7 +18,6 @@ import fcntl
 import mmap
 import os
 import sqlite3
-import struct
 import threading
 import time
 import uuid
@@ -140,7 +139,7 @@ class WriterLock:
 
 
 class Stamp:
-    """A shared change counter: cheap to read on every search."""
+    """A shared change counter: cheap to read on every search (one item of a memory view)."""
 
     def __init__(self, directory: Path):
         path = directory / STAMP_NAME
@@ -151,15 +150,18 @@ class Stamp:
             self._mm = mmap.mmap(fd, 8)
         finally:
             os.close(fd)
+        # the counter in the machine's byte order: every process sharing the file runs on this machine
+        self._count = memoryview(self._mm).cast("Q")
 
     def read(self) -> int:
-        return struct.unpack_from("<Q", self._mm)[0]
+        return self._count[0]
 
     def bump(self) -> None:
         """Called by the writer (under the writer lock) after a commit."""
-        struct.pack_into("<Q", self._mm, 0, (self.read() + 1) & 0xFFFF_FFFF_FFFF_FFFF)
+        self._count[0] = (self._count[0] + 1) & 0xFFFF_FFFF_FFFF_FFFF
 
     def close(self) -> None:
+        self._count.release()
         try:
             self._mm.close()
         except (BufferError, ValueError):
@@ -225,19 +227,24 @@ class StateLock:
         self._waiting = 0
 
     def acquire_read(self) -> None:
-        with self._lock:
-            if not (self._writing or self._waiting):
-                self._readers += 1
-                return
+        lock = self._lock
+        lock.acquire()
+        try:
             while self._writing or self._waiting:
                 self._cond.wait()
             self._readers += 1
+        finally:
+            lock.release()
 
     def release_read(self) -> None:
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             self._readers -= 1
             if not self._readers and self._waiting:
                 self._cond.notify_all()
+        finally:
+            lock.release()
 
     @contextmanager
     def write(self) -> Iterator[None]:

@@ -164,6 +164,17 @@ def on_this_thread(fn: Any, n_queries: int) -> Any:
         faiss.omp_set_num_threads(threads)
 
 
+def alone(spec: Any, n_queries: int) -> bool:
+    """Whether FAISS searches ``n_queries`` on the calling thread by itself: one query on an HNSW or
+    IVF index (their searches open an OpenMP team only for more than one query; an exact scan splits
+    even one query's rows between threads). The thread setting is then left alone: reading and
+    restoring it cost more than a tenth of the overhead budget of a 0.17 ms search."""
+    return n_queries == 1 and spec.__class__ in _SELF_SERIAL
+
+
+_SELF_SERIAL = (HNSW, IVFFlat)
+
+
 def raw_searcher(view: Any, qp: Any, k: int) -> Any:
     """``f(vector) -> labels``: FAISS's own ``index.search`` on the view's index with the same
     efSearch / nprobe, one thread, nothing of vecface around it (the overhead benchmark's baseline)."""
@@ -171,9 +182,13 @@ def raw_searcher(view: Any, qp: Any, k: int) -> Any:
     kk = max(1, min(int(k), index.ntotal))
     params = query_params(index, view.spec, qp.ef_search, qp.probes, kk)
 
-    def search(vector: Any) -> np.ndarray:
-        q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        return on_this_thread(lambda: index.search(q, kk, params=params), 1)[1][0]
+    if alone(view.spec, 1):  # FAISS's own call, nothing around it
+        def search(vector: Any) -> np.ndarray:
+            return index.search(np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1), kk, params=params)[1][0]
+    else:
+        def search(vector: Any) -> np.ndarray:
+            q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
+            return on_this_thread(lambda: index.search(q, kk, params=params), 1)[1][0]
 
     return search
 
@@ -198,6 +213,7 @@ class Searcher:
 
     def __init__(self) -> None:
         self.cache: dict[Any, Any] = {}
+        self._hit: type = _Hit
 
     def clear(self) -> None:
         self.cache.clear()
@@ -212,7 +228,10 @@ class Searcher:
                 if kk == 0:
                     return [[] for _ in range(len(queries))]
                 params = self.cache[kk] = query_params(view.index, view.spec, qp.ef_search, qp.probes, kk)
-            dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+            if alone(view.spec, len(queries)):
+                dist, labels = view.index.search(queries, kk, params=params)
+            else:
+                dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
             return self._hits(cols, dist, labels, metric)
         key = json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None
         sel = self._selection(cols, key, flt) if (flt or cols.dead) else None
@@ -278,48 +297,56 @@ class Searcher:
             sub = self.cache[("sub", key)] = Subset(sel, view.vectors.rows(len(sel.mask)), metric)
         return sub
 
-    @staticmethod
-    def _hits(cols: Any, raw: np.ndarray, labels: np.ndarray, metric: Metric) -> list[list[Hit]]:
+    def _hits(self, cols: Any, raw: np.ndarray, labels: np.ndarray, metric: Metric) -> list[list[Hit]]:
         """FAISS's scores and slots as Hits: ids by one fancy index; the metadata is left in the
         columns' JSON texts until a hit's ``metadata`` is read (nothing parsed, copied or even touched
-        for a caller that only wants ids and distances)."""
+        for a caller that only wants ids and distances). Rows are read as Python lists (one
+        conversion per array, no numpy scalar per hit)."""
+        make = self._hit_type(cols.meta)
         out = []
-        texts = cols.meta
-        for srow, lrow in zip(raw.tolist(), labels):
-            if lrow[-1] < 0:
-                lrow = lrow[lrow >= 0]
-                srow = srow[: len(lrow)]  # FAISS puts the missing results last
-            slots = lrow.tolist()
+        for srow, slots, lrow in zip(raw.tolist(), labels.tolist(), labels):
+            if slots[-1] < 0:  # FAISS puts the missing results last
+                n = slots.index(-1)
+                slots, srow, lrow = slots[:n], srow[:n], lrow[:n]
             ids = cols.ids[lrow].tolist()
             if metric is Metric.COSINE:   # the score is the cosine similarity
-                out.append([_Hit(i, 1.0 - x, x, texts, s) for i, x, s in zip(ids, srow, slots)])
+                out.append([make(i, 1.0 - x, x, s) for i, x, s in zip(ids, srow, slots)])
             elif metric is Metric.IP:     # the score is the inner product
-                out.append([_Hit(i, -x, x, texts, s) for i, x, s in zip(ids, srow, slots)])
+                out.append([make(i, -x, x, s) for i, x, s in zip(ids, srow, slots)])
             else:                         # the score is the squared distance
-                out.append([_Hit(i, math.sqrt(max(x, 0.0)), None, texts, s) for i, x, s in zip(ids, srow, slots)])
+                out.append([make(i, math.sqrt(max(x, 0.0)), None, s) for i, x, s in zip(ids, srow, slots)])
         return out
+
+    def _hit_type(self, texts: list) -> type:
+        """The hit class reading its metadata from ``texts`` (made again when the columns change)."""
+        make = self._hit
+        if make._texts is not texts:
+            make = self._hit = type("_Hit", (_Hit,), {"__slots__": (), "_texts": texts})
+        return make
 
 
 class _Hit(Hit):
-    """A FAISS hit: its record's metadata is ``texts[slot]`` (the columns' JSON texts, which keep a
-    slot's text until the epoch ends), decoded the first time it is read."""
+    """A FAISS hit: its record's metadata is ``_texts[slot]``, decoded the first time it is read.
+    ``_texts`` (the columns' JSON texts, which keep a slot's text until the epoch ends) is held by a
+    subclass made per columns (:meth:`Searcher._hit_type`), so a hit stores only its slot."""
 
-    __slots__ = ("_texts", "_slot")
+    __slots__ = ("_slot",)
+    _texts: list = []
 
-    def __init__(self, id: str, distance: float, similarity: float | None, texts: list, slot: int):
+    def __init__(self, id: str, distance: float, similarity: float | None, slot: int):
+        # _meta stays unset until the metadata is first read (one store less per hit)
         self.id = id
         self.distance = distance
         self.similarity = similarity
-        self._meta = None
-        self._texts = texts
         self._slot = slot
 
     @property
     def metadata(self) -> dict[str, Any]:
-        meta = self._meta
-        if meta is None:
+        try:
+            return self._meta
+        except AttributeError:
             meta = self._meta = json.loads(self._texts[self._slot])
-        return meta
+            return meta
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:

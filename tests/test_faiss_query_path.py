@@ -54,6 +54,21 @@ def test_as_query_errors(bad, error):
         as_query(bad, DIM, Metric.COSINE)
 
 
+def test_a_unit_query_is_used_as_it_is_and_another_is_normalised():
+    rng = np.random.default_rng(5)
+    unit = rng.standard_normal(DIM).astype(np.float32)
+    unit /= np.linalg.norm(unit)
+    got = as_query(unit, DIM, Metric.COSINE)
+    assert np.shares_memory(got, unit) and got.shape == (1, DIM)  # no copy, no division
+    longer = unit * np.float32(1.001)  # squared norm 1.002: outside the tolerance
+    got = as_query(longer, DIM, Metric.COSINE)
+    assert not np.shares_memory(got, longer)
+    assert abs(float(np.linalg.norm(got)) - 1.0) < 1e-6
+    np.testing.assert_allclose(got[0], unit, rtol=1e-6, atol=1e-7)
+    # l2 and ip never normalise
+    assert np.shares_memory(as_query(longer, DIM, Metric.L2), longer)
+
+
 def test_a_zero_query_is_fine_where_the_metric_allows_it():
     assert not as_query(np.zeros(DIM, dtype=np.float32), DIM, Metric.L2).any()
 
@@ -123,3 +138,34 @@ def test_hit_equality_and_repr():
     b = Hit("x", 0.5, 0.5, {"tag": "a"})
     assert a == b and a.metadata == {"tag": "a"} and "tag" in repr(a)
     assert Hit("x", 0.5, 0.5) != b and Hit("x", 0.5, 0.5).metadata == {}
+
+
+def test_hits_read_their_own_columns_after_a_rebuild(store):
+    """A compaction (build_index) swaps the in-memory columns: hits found before still read the old
+    texts, hits found after the new ones."""
+    q = store.get(["r20"])[0].vector
+    before = store.search(q, 3)
+    store.upsert([Record("r20", q, {"tag": "new"})])
+    store.build_index(HNSW(m=8, ef_construction=40))
+    after = store.search(q, 3)
+    assert before[0].id == after[0].id == "r20"
+    assert before[0].metadata["path"] == "/img/20.jpg" and after[0].metadata == {"tag": "new"}
+    for h in after[1:]:
+        assert h.metadata["path"] == f"/img/{h.id[1:]}.jpg"
+
+
+def test_search_leaves_the_threads_openmp_setting_as_it_was(store):
+    import faiss
+
+    rng = np.random.default_rng(9)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        qs = rng.standard_normal((8, DIM)).astype(np.float32)
+        one = [[h.id for h in store.search(q, 5)] for q in qs]
+        assert faiss.omp_get_max_threads() == 2
+        assert [[h.id for h in hits] for hits in store.search_many(qs[:3], 5)] == one[:3]
+        assert faiss.omp_get_max_threads() == 2
+        assert [[h.id for h in hits] for hits in store.search_many(qs, 5)] == one
+    finally:
+        faiss.omp_set_num_threads(before)

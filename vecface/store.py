@@ -219,7 +219,8 @@ class VectorStore(abc.ABC):
         """The k nearest records to ``vector`` (closest first), optionally filtered on metadata."""
         # one query: the same checks as search_many, on the single-vector fast path (the hot path of
         # every benchmark and of serving)
-        self._check_open()
+        if self._closed:
+            self._check_open()
         k = validate_k(k)
         flt = normalise_filter(filter) if filter is not None else None
         return self._search(as_query(vector, self.dim, self.metric), k, flt)[0]

@@ -286,16 +286,18 @@ def as_matrix(vectors: Any, dim: int, metric: Metric | None = None, what: str = 
 
 def as_query(vector: Any, dim: int, metric: Metric, what: str = "query vector") -> np.ndarray:
     """One query vector as a (1, dim) C-contiguous float32 array, checked and (cosine) normalised as
-    :func:`as_matrix` does. The usual case (a 1-d float array of the right length, neither tiny nor
-    huge) costs one dot product: its value is finite only when every element is, and it is the squared
+    :func:`as_matrix` does. The usual case (a contiguous 1-d float32 array of the right length,
+    neither tiny nor huge) costs one dot product: its value is finite only when every element is,
+    and it is the squared norm. A vector already of unit length (within ``_UNIT_SQUARE``: an
+    embedder's output, a stored vector) is used as it is, without a copy; another is divided by its
     norm. Anything else takes :func:`as_matrix`'s careful path (and its errors)."""
-    if vector.__class__ is np.ndarray and vector.ndim == 1 and vector.shape[0] == dim and vector.dtype.kind == "f":
-        v = vector if vector.dtype == np.float32 else vector.astype(np.float32)
-        sq = float(np.vdot(v, v))  # vdot: no floating-point error check, so an overflow is silent here
+    if vector.__class__ is np.ndarray and vector.ndim == 1 and vector.shape[0] == dim \
+            and vector.dtype is _F32 and vector.strides[0] == 4:
+        sq = float(np.vdot(vector, vector))  # vdot: no floating-point error check, so an overflow is silent here
         if _SAFE_SQUARE < sq < math.inf:
-            if metric is Metric.COSINE:
-                return (v / math.sqrt(sq)).reshape(1, dim)
-            return np.ascontiguousarray(v).reshape(1, dim)
+            if metric is not Metric.COSINE or -_UNIT_SQUARE < sq - 1.0 < _UNIT_SQUARE:
+                return vector.reshape(1, dim)
+            return (vector / math.sqrt(sq)).reshape(1, dim)
     try:
         arr = np.asarray(vector, dtype=np.float32)
     except (TypeError, ValueError) as e:
@@ -322,6 +324,11 @@ def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
 # below this float32 norm, squaring has lost precision (subnormal range): take the careful path
 _SAFE_NORM = 1e-18
 _SAFE_SQUARE = _SAFE_NORM ** 2
+#: a cosine query whose squared norm is within this of 1 is taken as unit length (its distances then
+#: differ by at most 5e-6 relative, below the rounding of a float32 dot product of 512 terms; a
+#: float32 vector divided by its norm lands within 1e-6)
+_UNIT_SQUARE = 1e-5
+_F32 = np.dtype(np.float32)
 
 
 #: the most results one query may ask for (Weaviate's own QUERY_MAXIMUM_RESULTS default); a larger k
@@ -330,6 +337,8 @@ MAX_K = 10_000
 
 
 def validate_k(k: int) -> int:
+    if k.__class__ is int and 0 < k <= MAX_K:  # the usual case, checked first
+        return k
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgument(f"k must be a positive integer, got {k!r}")
     if k > MAX_K:
