@@ -7,9 +7,10 @@ by binary COPY into a temporary staging table, then merged with ``INSERT ... ON 
 UPDATE``. Either way a failed batch never touches what earlier batches stored, and every committed
 batch is in the WAL (the tables are logged), so it survives a crash of the server.
 
-An upsert of several batches spreads them over several connections (``streams``), each COPYing
-and committing its own batches: PostgreSQL then writes WAL and heap pages for several batches at
-once instead of one after the other, and one stream's encoding overlaps another's send.
+An upsert of several batches is a pipeline: the calling thread encodes batch after batch (numpy
+for the vectors, see :func:`encode_rows`) while several connections (``streams``) COPY and commit
+the encoded ones: PostgreSQL writes WAL and heap pages for several batches at once, and Python's
+encoding of the next batch overlaps the server's work on the previous ones.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import queue
 import struct
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import psycopg
@@ -37,11 +38,17 @@ _FIELDS = struct.pack(">h", len(COLUMNS))
 _PG_EPOCH = 946_684_800  # 2000-01-01 UTC, where PostgreSQL's timestamps count from
 
 
+_I32 = struct.Struct(">i").pack
+_NO_TYPED = _NULL * 5  # person, camera, taken, lat, lon all missing: the common case
+_JSONB_V1 = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
+_dumps = json.JSONEncoder().encode
+
+
 def _text(s: str | None) -> bytes:
     if s is None:
         return _NULL
     b = s.encode()
-    return struct.pack(">i", len(b)) + b
+    return _I32(len(b)) + b
 
 
 def _float8(x: float | None) -> bytes:
@@ -52,27 +59,34 @@ def encode_rows(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict
     """The rows of a batch in PostgreSQL's binary COPY format (signature, rows of COLUMNS, trailer).
 
     psycopg's ``write_row`` adapts each value through its dumper, pgvector's converting every vector
-    through a Python array, all while holding the GIL; here the vectors are converted in one numpy
-    call and each row is one join, so encoding is several times cheaper, and the send (which
-    releases the GIL) lets several load streams work at once."""
+    through a Python array, all while holding the GIL; here the vectors are converted to big-endian
+    in one numpy call and handed to the join as they are, and a row without the typed filter
+    fields costs a handful of appends, so encoding is several times cheaper."""
     dim = vectors.shape[1]
     vec_head = struct.pack(">iHH", 4 + 4 * dim, dim, 0)
     parts = [_SIGNATURE]
+    add, one = parts.extend, parts.append
     for i, v, m in zip(ids, np.asarray(vectors, dtype=">f4"), metadata):
         tag, path, person, camera, taken, lat, lon = column_values(m)
-        meta = json.dumps(m).encode()
-        parts += (_FIELDS, _text(i), vec_head, v.tobytes(), _text(tag), _text(path), _text(person), _text(camera),
-                  _NULL if taken is None else struct.pack(">iq", 8, round((taken - _PG_EPOCH) * 1e6)),
-                  _float8(lat), _float8(lon), struct.pack(">iB", len(meta) + 1, 1), meta)
-    parts.append(_TRAILER)
+        key = i.encode()
+        meta = _dumps(m).encode()
+        add((_FIELDS, _I32(len(key)), key, vec_head, v, _text(tag), _text(path)))
+        if person is None and camera is None and taken is None and lat is None and lon is None:
+            one(_NO_TYPED)
+        else:
+            add((_text(person), _text(camera),
+                 _NULL if taken is None else struct.pack(">iq", 8, round((taken - _PG_EPOCH) * 1e6)),
+                 _float8(lat), _float8(lon)))
+        add((_I32(len(meta) + 1), _JSONB_V1, meta))
+    one(_TRAILER)
     return b"".join(parts)
 
 
-def copy_rows(conn: psycopg.Connection, target: sql.Composable, ids: Sequence[str], vectors: np.ndarray,
-              metadata: Sequence[dict[str, Any]]) -> None:
+def copy_rows(conn: psycopg.Connection, target: sql.Composable, data: bytes) -> None:
+    """``data`` (from :func:`encode_rows`) into ``target`` by one binary COPY."""
     with conn.cursor().copy(sql.SQL("COPY {t} ({c}) FROM STDIN WITH (FORMAT BINARY)").format(
             t=target, c=_COLS)) as cp:
-        cp.write(encode_rows(ids, vectors, metadata))
+        cp.write(data)
 
 
 class Writer:
@@ -83,60 +97,61 @@ class Writer:
         self.dim = dim
         self.direct = True  # until a batch meets an existing id: then always the staging path
 
-    def batch(self, conn: psycopg.Connection, ids: list[str], vectors: np.ndarray,
-              metadata: list[dict[str, Any]]) -> None:
+    def batch(self, conn: psycopg.Connection, data: bytes) -> None:
+        """One encoded batch (:func:`encode_rows`) in one transaction."""
         with conn.transaction():
             if self.direct:
                 try:
                     with conn.transaction():  # a savepoint
-                        copy_rows(conn, self.n.table, ids, vectors, metadata)
+                        copy_rows(conn, self.n.table, data)
                     return
                 except psycopg.errors.UniqueViolation:
                     self.direct = False
             conn.execute(sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {s} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             ).format(s=self.n.stage, t=self.n.table))
-            copy_rows(conn, self.n.stage, ids, vectors, metadata)
+            copy_rows(conn, self.n.stage, data)
             updates = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
                                          for c in COLUMNS[1:])
             conn.execute(sql.SQL(
                 "INSERT INTO {t} ({c}) SELECT {c} FROM {s} ON CONFLICT (id) DO UPDATE SET {u}"
             ).format(t=self.n.table, s=self.n.stage, c=_COLS, u=updates))
 
-    def parallel(self, connect: Callable[[], psycopg.Connection], streams: int,
-                 batches: list[tuple[list[str], np.ndarray, list[dict[str, Any]]]]) -> None:
-        """The batches over ``streams`` connections of their own, each batch its own transaction.
-        Raises the first error after every stream has stopped; batches committed before it stay."""
-        todo: queue.Queue = queue.Queue()
-        for b in batches:
-            todo.put(b)
+    def parallel(self, conns: Sequence[psycopg.Connection],
+                 batches: Iterable[tuple[list[str], np.ndarray, list[dict[str, Any]]]]) -> None:
+        """The batches encoded here, one after the other, while each of ``conns`` (one load stream
+        each) COPYs and commits encoded ones, each batch its own transaction: encoding holds the
+        GIL, sending and waiting for the commit do not, so the two overlap (at most ``len(conns)``
+        encoded batches wait). Raises the first error after every stream has stopped; batches
+        committed before it stay."""
+        todo: queue.Queue = queue.Queue(maxsize=max(1, len(conns)))
         errors: list[BaseException] = []
 
-        def work() -> None:
+        def work(conn: psycopg.Connection) -> None:
+            writer = Writer(self.n, self.dim)
             try:
-                conn = connect()
+                while (data := todo.get()) is not None:
+                    if not errors:
+                        writer.batch(conn, data)
             except BaseException as e:  # noqa: BLE001 - handed to the caller below
                 errors.append(e)
-                return
-            try:
-                writer = Writer(self.n, self.dim)
-                while not errors:
-                    try:
-                        ids, vecs, metas = todo.get_nowait()
-                    except queue.Empty:
-                        return
-                    writer.batch(conn, ids, vecs, metas)
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
-            finally:
-                conn.close()
+                while todo.get() is not None:  # keep taking, so the encoder never waits on a dead stream
+                    pass
 
-        threads = [threading.Thread(target=work, name=f"vecface-pg-copy-{i}", daemon=True)
-                   for i in range(max(1, streams))]
+        threads = [threading.Thread(target=work, args=(c,), name=f"vecface-pg-copy-{i}", daemon=True)
+                   for i, c in enumerate(conns)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for ids, vecs, metas in batches:
+                if errors:
+                    break
+                todo.put(encode_rows(ids, vecs, metas))
+        finally:
+            for _ in threads:
+                todo.put(None)
+            for t in threads:
+                t.join()
         if errors:
             raise errors[0]
 

@@ -44,6 +44,8 @@ from .pg_conn import Router, close_connection, converts_errors, open_connection,
 
 #: an upsert of at least this many rows into an empty collection builds the filter btrees after the load
 EMPTY_FAST_PATH_MIN_ROWS = 20_000
+#: the ``application_name`` of the load streams' connections (as pg_stat_activity shows them)
+LOAD_STREAM_APP = "vecface-load-stream"
 
 
 def _env_list(name: str) -> list[str]:
@@ -73,6 +75,7 @@ class PgVectorStore(VectorStore):
             raise InvalidArgument(f"load_streams must be at least 1, got {load_streams!r}")
         self._router: Router | None = None
         self._w: pg_load.Writer | None = None
+        self._stream_conns: list[psycopg.Connection] = []
         super().__init__(collection, dim, metric, create=create)
 
     # ------------------------------------------------------------------ connection
@@ -99,6 +102,8 @@ class PgVectorStore(VectorStore):
             raise
 
     def _disconnect(self) -> None:
+        while self._stream_conns:
+            self._stream_conns.pop().close()
         if self._router is not None:
             router, self._router = self._router, None
             router.close()
@@ -133,7 +138,7 @@ class PgVectorStore(VectorStore):
     @converts_errors("upsert")
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._writer().batch(self._c(), ids, vectors, metadata)
+            self._writer().batch(self._c(), pg_load.encode_rows(ids, vectors, metadata))
             self._wrote()
 
     @converts_errors("upsert")
@@ -145,13 +150,13 @@ class PgVectorStore(VectorStore):
         with self._lock:
             if self._streams < 2 or len(ids) <= batch_size:
                 return super()._upsert_all(ids, mat, metas, batch_size)
-            batches = [(ids[s:s + batch_size], mat[s:s + batch_size], metas[s:s + batch_size])
-                       for s in range(0, len(ids), batch_size)]
+            batches = ((ids[s:s + batch_size], mat[s:s + batch_size], metas[s:s + batch_size])
+                       for s in range(0, len(ids), batch_size))
             rebuild = len(ids) >= EMPTY_FAST_PATH_MIN_ROWS and pg_load.is_empty(self._c(), self._n)
             if rebuild:
                 pg_schema.drop_filter_indexes(self._c(), self._n)
             try:
-                self._writer().parallel(self._extra_connection, self._streams, batches)
+                self._writer().parallel(self._stream_connections(), batches)
             finally:
                 if rebuild:
                     pg_schema.create_filter_indexes(self._c(), self._n)
@@ -167,13 +172,23 @@ class PgVectorStore(VectorStore):
             self._w = pg_load.Writer(self._n, self.dim)
         return self._w
 
-    def _extra_connection(self) -> psycopg.Connection:
-        """One more connection to the primary (for a load stream); the caller closes it."""
-        from pgvector.psycopg import register_vector
-
-        conn = psycopg.connect(self._router.uri, autocommit=True, connect_timeout=10)
-        register_vector(conn)
-        return conn
+    def _stream_connections(self) -> list[psycopg.Connection]:
+        """``load_streams`` connections to the primary for the load streams (``application_name``
+        LOAD_STREAM_APP), opened at the first load of several batches and kept until the store
+        closes; one the server closed in between (a restart, an idle timeout) is opened again.
+        They send encoded COPY data only: no types to register."""
+        kept = []
+        for c in self._stream_conns:
+            try:
+                c.execute("SELECT 1")
+                kept.append(c)
+            except psycopg.Error:
+                c.close()
+        while len(kept) < self._streams:
+            kept.append(psycopg.connect(self._router.uri, autocommit=True, connect_timeout=10,
+                                        application_name=LOAD_STREAM_APP))
+        self._stream_conns = kept
+        return kept
 
     @converts_errors("delete")
     def _delete(self, ids: list[str]) -> int:

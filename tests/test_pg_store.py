@@ -4,6 +4,8 @@ embedded PostgreSQL."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import psycopg
 import pytest
@@ -11,7 +13,7 @@ import pytest
 import vecface
 from vecface import HNSW, IVFFlat, Record
 from vecface.backends import pg_query, pg_server
-from vecface.backends.pg_store import EMPTY_FAST_PATH_MIN_ROWS, PgVectorStore
+from vecface.backends.pg_store import EMPTY_FAST_PATH_MIN_ROWS, LOAD_STREAM_APP, PgVectorStore
 from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex
 from vecface.filters import matches_filter, normalise_filter
 
@@ -242,6 +244,29 @@ def test_load_into_an_empty_collection_over_several_streams(pg):
     again = EMPTY_FAST_PATH_MIN_ROWS + 1
     assert s.upsert_arrays(ids[:again], x[:again], batch_size=3000) == again
     assert s.count() == n and s.get("r5")[0].metadata == {}
+
+
+def test_load_streams_are_kept_and_reopened_when_the_server_closed_them(pg, admin):
+    x = np.random.default_rng(1).normal(size=(900, 4)).astype(np.float32)
+    ids = [f"r{i}" for i in range(900)]
+    s = pg("kept", dim=4, load_streams=2)
+
+    def streams() -> int:
+        return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                             (LOAD_STREAM_APP,)).fetchone()[0]
+
+    s.upsert_arrays(ids[:300], x[:300], batch_size=100)
+    s.upsert_arrays(ids[300:600], x[300:600], batch_size=100)
+    assert streams() == 2  # the second load used the first one's connections
+    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                  (LOAD_STREAM_APP,))
+    assert s.upsert_arrays(ids[600:], x[600:], [{"n": i} for i in range(300)], batch_size=100) == 300
+    assert s.count() == 900 and s.get("r899")[0].metadata == {"n": 299}
+    s.close()
+    deadline = time.monotonic() + 10  # a backend leaves pg_stat_activity shortly after its client
+    while streams() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert streams() == 0
 
 
 def test_searches_fall_back_to_the_primary_when_a_replica_is_down(pg, pgvector_options):
