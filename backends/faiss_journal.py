@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -75,24 +76,23 @@ class Journal:
                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", list(values.items()))
 
     # ------------------------------------------------------------------ transactions
-    def begin(self) -> None:
+    @contextmanager
+    def transaction(self) -> Iterator["Journal"]:
+        """``BEGIN IMMEDIATE`` (the write lock of the database, taken now) ... ``COMMIT`` when the
+        block ends, ``ROLLBACK`` when it (or the commit) raises: the block's writes land whole or not
+        at all. Every write of the journal goes through here."""
         self.db.execute("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        self.db.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+        try:
+            yield self
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def create(self, dim: int, metric: str, index: str, epoch: str) -> None:
-        self.begin()
-        try:
+        with self.transaction():
             self.set_config(format=FORMAT, dim=str(dim), metric=metric, index=index, epoch=epoch)
-            self.commit()
-        except BaseException:
-            self.rollback()
-            raise
 
     def info(self) -> dict | None:
         """The collection's description (``config.info``, JSON), or None."""
@@ -100,13 +100,8 @@ class Journal:
         return json.loads(text) if text else None
 
     def set_info(self, info: dict) -> None:
-        self.begin()
-        try:
+        with self.transaction():
             self.set_config(info=json.dumps(info))
-            self.commit()
-        except BaseException:
-            self.rollback()
-            raise
 
     # ------------------------------------------------------------------ entries
     def append_batch(self, start: int, batch: Batch) -> int:

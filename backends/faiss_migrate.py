@@ -66,16 +66,11 @@ def migrate(journal: Journal, directory: Path, dim: int) -> None:
         vectors.close()
     fsync_dir(directory)
     db.executescript(_SCHEMA)
-    journal.begin()
-    try:
+    with journal.transaction():
         for start, batch in batches:
             journal.append_batch(start, batch)
         journal.set_config(format=FORMAT, epoch=epoch)
         db.execute("DELETE FROM config WHERE key = 'generation'")
         db.execute("DROP TABLE records")
-        journal.commit()
-    except BaseException:
-        journal.rollback()
-        raise
     for name in ("index.faiss", "index.json"):
         (directory / name).unlink(missing_ok=True)

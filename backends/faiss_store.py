@@ -264,17 +264,6 @@ class FaissStore(VectorStore):
                 self._stamp.bump()
                 self._seen_stamp = self._stamp.read()
 
-    def _commit(self, write: Any) -> int:
-        j = self._journal
-        j.begin()
-        try:
-            gen = write(j)
-            j.commit()
-        except BaseException:
-            j.rollback()
-            raise
-        return gen
-
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
         self._upsert_all(ids, vectors, metadata, len(ids))
 
@@ -284,24 +273,35 @@ class FaissStore(VectorStore):
         and fdatasyncs batch i+1's vectors and another adds batch i-1 to the index and the columns
         (FAISS and the disk work without the GIL). A batch's vectors are durable before the commit
         that names it, and it is searchable once added; vectors written past the last commit (a
-        failure or a crash mid-call) are garbage the next write overwrites."""
+        failure or a crash mid-call) are garbage the next write overwrites. A single batch (every
+        ``upsert``) has nothing to overlap and runs on the caller's thread alone."""
         for lo in range(0, len(ids), _LOCK_ROWS):
             hi = min(lo + _LOCK_ROWS, len(ids))
-            with self._writing() as view, ThreadPoolExecutor(1, "vecface-faiss-io") as io, \
-                    ThreadPoolExecutor(1, "vecface-faiss-add") as adder:
+            with self._writing() as view:
                 at = view.cols.n - lo  # the slot of row r of this call is at + r
-                cuts = list(range(lo, hi, batch_size)) + [hi]
-                written, added = io.submit(view.vectors.write, at + lo, mat[lo:cuts[1]]), []
-                for a, b, c in zip(cuts, cuts[1:], cuts[2:] + [None]):
-                    batch = Batch.from_metadata(ids[a:b], metas[a:b])
-                    written.result()
-                    if c is not None:
-                        written = io.submit(view.vectors.write, at + b, mat[b:c])
-                    gen = self._commit(lambda j, s=at + a, batch=batch: j.append_batch(s, batch))
-                    added.append(adder.submit(self._apply, view, at + a, mat[a:b], batch, gen))
-                for done in added:
-                    done.result()
+                if hi - lo <= batch_size:  # one batch: nothing to overlap, so all on this thread
+                    batch = Batch.from_metadata(ids[lo:hi], metas[lo:hi])
+                    view.vectors.write(at + lo, mat[lo:hi])
+                    self._apply(view, at + lo, mat[lo:hi], batch, self._log(at + lo, batch))
+                    continue
+                with ThreadPoolExecutor(1, "vecface-faiss-io") as io, \
+                        ThreadPoolExecutor(1, "vecface-faiss-add") as adder:
+                    cuts = list(range(lo, hi, batch_size)) + [hi]
+                    written, added = io.submit(view.vectors.write, at + lo, mat[lo:cuts[1]]), []
+                    for a, b, c in zip(cuts, cuts[1:], cuts[2:] + [None]):
+                        batch = Batch.from_metadata(ids[a:b], metas[a:b])
+                        written.result()
+                        if c is not None:
+                            written = io.submit(view.vectors.write, at + b, mat[b:c])
+                        added.append(adder.submit(self._apply, view, at + a, mat[a:b], batch, self._log(at + a, batch)))
+                    for done in added:
+                        done.result()
         return len(ids)
+
+    def _log(self, start: int, batch: Batch) -> int:
+        """Commit one batch's journal row (its vectors are durable already); its generation."""
+        with self._journal.transaction() as j:
+            return j.append_batch(start, batch)
 
     def _apply(self, view: _View, start: int, vectors: np.ndarray, batch: Batch, gen: int) -> None:
         """A committed batch into the index and the columns, together (searches see both or neither)."""
@@ -316,7 +316,8 @@ class FaissStore(VectorStore):
         with self._writing() as view:
             slots = list(view.cols.slots_for(ids).values())
             if slots:
-                gen = self._commit(lambda j: j.append_dead(slots))
+                with self._journal.transaction() as j:
+                    gen = j.append_dead(slots)
                 with self._state.write():
                     view.cols.kill(slots)
                     view.gen = gen
@@ -346,7 +347,8 @@ class FaissStore(VectorStore):
                 batches.append((pos, batch))
                 cols.append(pos, batch)
                 pos += len(batch)
-            gen = self._commit(lambda j: j.replace_all(iter(batches), epoch, index=json.dumps(spec_to_dict(spec))))
+            with self._journal.transaction() as j:
+                gen = j.replace_all(iter(batches), epoch, index=json.dumps(spec_to_dict(spec)))
         except BaseException:
             vectors.close()
             tidy(self.directory, old.epoch)

@@ -234,3 +234,60 @@ def test_a_failed_commit_mid_call_keeps_the_batches_before_it(tmp_path, monkeypa
         np.testing.assert_allclose(s.get("b0")[0].vector, x[200] / np.linalg.norm(x[200]), atol=1e-6)
     _check_all_searchable(tmp_path, 500)
 
+
+
+def test_a_journal_transaction_lands_whole_or_not_at_all(tmp_path):
+    from vecface.backends.faiss_journal import Journal
+
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.set_info({"a": 1})
+        j = Journal(tmp_path / "c", create=False)
+        try:
+            with pytest.raises(RuntimeError):
+                with j.transaction():
+                    j.set_config(info='{"a": 2}', extra="x")
+                    raise RuntimeError("mid-write")
+            assert not j.db.in_transaction
+            assert j.info() == {"a": 1} and "extra" not in j.config()
+            with j.transaction():
+                j.set_config(extra="y")
+            assert j.config()["extra"] == "y"
+        finally:
+            j.close()
+        assert s.info == {"a": 1}
+
+
+def test_a_one_batch_upsert_runs_on_the_callers_thread(tmp_path, monkeypatch):
+    """Nothing to overlap in one batch: its vectors are written (and a failed commit stores nothing)
+    on the calling thread; a call of several batches still writes them on a helper thread."""
+    import threading
+
+    from vecface.backends import faiss_files, faiss_journal
+
+    writers = []
+    real_write = faiss_files.VectorFile.write
+
+    def write(self, start, vectors):
+        writers.append(threading.current_thread())
+        return real_write(self, start, vectors)
+
+    monkeypatch.setattr(faiss_files.VectorFile, "write", write)
+    x = clustered(300, DIM, seed=12)
+    with vecface.open_store("faiss", "c", DIM, path=tmp_path) as s:
+        s.upsert([Record(f"r{i}", x[i], {"tag": "t"}) for i in range(50)])
+        s.upsert_arrays([f"a{i}" for i in range(50)], x[50:100], batch_size=100)
+        assert writers == [threading.current_thread()] * 2
+        s.upsert_arrays([f"b{i}" for i in range(100)], x[100:200], batch_size=50)
+        assert len(writers) == 4 and all(t is not threading.current_thread() for t in writers[2:])
+
+        def fails(self, start, batch):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(faiss_journal.Journal, "append_batch", fails)
+        with pytest.raises(BackendError, match="disk is full"):
+            s.upsert_arrays([f"c{i}" for i in range(10)], x[200:210])
+        monkeypatch.undo()
+        assert s.count() == 200 and not s.get(["c0"])
+        s.upsert_arrays([f"d{i}" for i in range(100)], x[200:300])
+        assert s.count() == 300 and s.search(x[250], 1)[0].id == "d50"
+    _check_all_searchable(tmp_path, 300)
