@@ -58,6 +58,7 @@ from psycopg.pq import Format
 from vecface.filters import Range
 from vecface.types import DEFAULT_EF_SEARCH, DEFAULT_PROBES
 
+from . import pg_partial
 from .pg_schema import Names, timestamp
 
 STRATEGIES = ("auto", "relaxed_order", "strict_order", "exact")
@@ -71,8 +72,9 @@ MAX_EF_SEARCH = 1000
 #: how long a filter's row estimate is kept (a write through this handle drops them all)
 ESTIMATE_TTL_S = 60.0
 _MAX_ESTIMATES = 1024
-#: statement forms: through the vector index / as the planner likes (no vector index) / exact scan
-FORMS = ("index", "planner", "exact")
+#: statement forms: through the vector index / through a partial vector index made for the filter
+#: (its value a literal, see pg_partial) / as the planner likes (no vector index) / exact scan
+FORMS = ("index", "partial", "planner", "exact")
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class Searcher:
         self._texts: dict[tuple, str] = {}
         self._estimates: dict[tuple, tuple[float, float, float]] = {}
         self._cursors: weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor] = weakref.WeakKeyDictionary()
+        #: (column, value) of the collection's partial vector indexes (pg_partial), as this handle knows them
+        self.partials: frozenset[tuple[str, str]] = frozenset()
 
     def cursor(self, conn: psycopg.Connection) -> psycopg.Cursor:
         """The connection's binary cursor for searches, kept (one fewer object and adapter map per
@@ -164,13 +168,17 @@ class Searcher:
 
     def _text(self, conn: psycopg.Connection, k: int, flt: dict[str, Any] | None, form: str) -> str:
         """The statement of one FORMS entry: ``index`` the flat one (the index scan returns only
-        the rows kept), ``planner`` and ``exact`` a nested one that turns the metadata into text for
-        the k rows kept only (``exact``: OFFSET 0 keeps the subquery apart, so no index serves it)."""
-        key = (k, _shape(flt), form)
+        the rows kept; ``partial`` the same with the filter's one value as a literal), ``planner``
+        and ``exact`` a nested one that turns the metadata into text for the k rows kept only
+        (``exact``: OFFSET 0 keeps the subquery apart, so no index serves it)."""
+        key = (k, _shape(flt), form, pg_partial.matches(flt, self.partials) if form == "partial" else None)
         text = self._texts.get(key)
         if text is None:
-            where = _filter_sql(flt)[0] if flt else sql.SQL("")
-            if form == "index":  # metadata as its JSON text: a Hit decodes it only when it is read
+            if form == "partial":
+                where = sql.SQL(" WHERE {c} = {v}").format(c=sql.Identifier(key[3][0]), v=sql.Literal(key[3][1]))
+            else:
+                where = _filter_sql(flt)[0] if flt else sql.SQL("")
+            if form in ("index", "partial"):  # metadata as its JSON text: a Hit decodes it only when it is read
                 q = sql.SQL("SELECT id, embedding {op} %s AS d, metadata::text FROM {t}{w} ORDER BY d LIMIT {k}")
             else:
                 q = sql.SQL("SELECT id, d, metadata::text FROM (SELECT id, d, metadata FROM (SELECT id, "
@@ -200,12 +208,14 @@ class Searcher:
     def plan(self, conn: psycopg.Connection, flt: dict[str, Any] | None, want: Settings,
              indexed: bool = True) -> tuple[Settings, str]:
         """The session settings for one search and its form (FORMS): without a vector index the
-        planner's choice (``exact`` if asked), else the strategy's own, or for ``auto`` the rule of
-        the module docstring."""
+        planner's choice (``exact`` if asked), else a partial index made for the filter, else the
+        strategy's own, or for ``auto`` the rule of the module docstring."""
         if want.strategy == "exact" and flt:
             return want, "exact"
         if not indexed:
             return want, "planner"
+        if flt and pg_partial.matches(flt, self.partials):
+            return want, "partial"
         if not flt or want.strategy != "auto":
             return want, "index"
         rows, total = self.share(conn, flt, _filter_sql(flt)[1])
@@ -224,14 +234,15 @@ class Searcher:
         if not flt:
             return [cur.execute(text, (q,), prepare=True).fetchall() for q in vectors]
         args = _filter_sql(flt)[1]
+        own = [] if form == "partial" else args  # a partial index's statement holds its value
         out = []
         for q in vectors:
-            rows = cur.execute(text, (q, *args), prepare=True).fetchall()
-            if form == "index":
+            rows = cur.execute(text, (q, *own), prepare=True).fetchall()
+            if form in ("index", "partial"):
                 if auto and len(rows) < k:  # the index scan gave up (hnsw.max_scan_tuples): be exact
                     rows = cur.execute(self._text(conn, k, flt, "exact"), (q, *args), prepare=True).fetchall()
                 else:  # iterative scans may hand rows back slightly out of order
-                    rows.sort(key=lambda r: r[1])
+                    rows.sort(key=_distance)
             out.append(rows)
         return out
 
@@ -244,6 +255,10 @@ class Searcher:
             return [r[0] for r in conn.execute(text, (vector,), prepare=True, binary=True).fetchall()]
 
         return search
+
+
+def _distance(row: tuple) -> float:
+    return row[1]
 
 
 class _QueryVectorDumper(Dumper):

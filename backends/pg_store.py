@@ -37,9 +37,9 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from vecface.config import redact
 from vecface.errors import InvalidArgument
 from vecface.store import VectorStore
-from vecface.types import HNSW, Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
+from vecface.types import Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
 
-from . import pg_load, pg_query, pg_schema, pg_server
+from . import pg_load, pg_partial, pg_query, pg_schema, pg_server
 from .pg_conn import Router, close_connection, converts_errors, open_connection, versions
 
 #: an upsert of at least this many rows into an empty collection builds the filter btrees after the load
@@ -125,6 +125,7 @@ class PgVectorStore(VectorStore):
             return None
         pg_schema.ensure_columns(self._c(), self._n)
         self._searcher = pg_query.Searcher(self._n, Metric.parse(row[1]).pg_operator)
+        self._searcher.partials = frozenset(pg_partial.listed(self._c(), self._n))
         return int(row[0]), Metric.parse(row[1]), spec_from_dict(row[2])
 
     @converts_errors("create")
@@ -211,21 +212,42 @@ class PgVectorStore(VectorStore):
                 if embedded:
                     workers = max(0, min(8, (os.cpu_count() or 2) - 1))
                     c.execute("SELECT set_config('max_parallel_maintenance_workers', %s, false)", (str(workers),))
-                if isinstance(spec, HNSW):
-                    method = sql.SQL("hnsw")
-                    with_ = sql.SQL("m = {m}, ef_construction = {e}").format(
-                        m=sql.Literal(spec.m), e=sql.Literal(spec.ef_construction))
-                else:
-                    assert isinstance(spec, IVFFlat)
-                    method = sql.SQL("ivfflat")
-                    with_ = sql.SQL("lists = {n}").format(n=sql.Literal(spec.resolve_lists(self._count())))
-                c.execute(sql.SQL("CREATE INDEX {i} ON {t} USING {m} (embedding {o}) WITH ({w})").format(
-                    i=self._n.vector_index_local, t=self._n.table, m=method,
-                    o=sql.SQL(self.metric.pg_opclass), w=with_))
+                rows = self._count() if isinstance(spec, IVFFlat) else 0
+                c.execute(sql.SQL("CREATE INDEX {i} ON {t} {m}").format(
+                    i=self._n.vector_index_local, t=self._n.table,
+                    m=pg_partial.method(spec, self.metric.pg_opclass, rows)))
                 c.execute(sql.SQL("ANALYZE {t}").format(t=self._n.table))
+            pg_partial.rebuild_all(c, self._n, spec, self.metric.pg_opclass)
+            self._searcher.partials = frozenset(pg_partial.listed(c, self._n))
             c.execute(sql.SQL("UPDATE {c} SET index = %s WHERE name = %s").format(c=pg_schema.CATALOG),
                       (Jsonb(spec_to_dict(spec)), self.name))
             self._wrote()
+
+    # ------------------------------------------------------------------ partial vector indexes
+    @converts_errors("filter index build")
+    def build_filter_index(self, column: str, value: str) -> None:
+        """A partial vector index over the rows whose ``column`` (tag, person or camera) is
+        ``value``, with the collection's index spec: a search filtered on exactly that value walks a
+        graph of those rows only (see :mod:`backends.pg_partial`). Rebuilt by ``build_index``."""
+        self._check_open()
+        pg_partial.check(column, value, self._index)
+        with self._lock:
+            pg_partial.build(self._c(), self._n, column, value, self._index, self.metric.pg_opclass)
+            self._searcher.partials = frozenset(pg_partial.listed(self._c(), self._n))
+
+    @converts_errors("filter index drop")
+    def drop_filter_index(self, column: str, value: str) -> bool:
+        """Drop the partial vector index of ``column = value``; whether there was one."""
+        self._check_open()
+        with self._lock:
+            dropped = pg_partial.drop(self._c(), self._n, column, value)
+            self._searcher.partials = frozenset(pg_partial.listed(self._c(), self._n))
+        return dropped
+
+    @property
+    def filter_indexes(self) -> list[tuple[str, str]]:
+        """(column, value) of every partial vector index this handle searches through."""
+        return sorted(self._searcher.partials)
 
     @converts_errors("drop")
     def _drop(self) -> None:

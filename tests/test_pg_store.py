@@ -12,9 +12,9 @@ import pytest
 
 import vecface
 from vecface import HNSW, IVFFlat, Record
-from vecface.backends import pg_query, pg_server
+from vecface.backends import pg_query, pg_schema, pg_server
 from vecface.backends.pg_store import EMPTY_FAST_PATH_MIN_ROWS, LOAD_STREAM_APP, PgVectorStore
-from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex
+from vecface.errors import BackendError, BackendUnavailable, InvalidArgument, UnsupportedIndex, UnsupportedOperation
 from vecface.filters import matches_filter, normalise_filter
 
 from .conftest import clustered
@@ -183,6 +183,74 @@ def test_auto_strategy_is_exact_for_selective_filters_and_survives_stale_statist
     assert sorted(h.id for h in again.search(x[1], k=10, filter={"tag": "common"})) == keep
 
 
+def _partial_scans(store) -> int:
+    """Index scans so far of the collection's partial vector indexes (w_<name>_...), asked on the
+    store's own connection after making it flush its statistics."""
+    store._c().execute("SELECT pg_stat_force_next_flush()")
+    return int(store._c().execute(
+        "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE schemaname = 'vecface' AND "
+        "indexrelname LIKE %s", (f"w\\_{store.name}\\_%",)).fetchone()[0])
+
+
+def test_filter_index_serves_its_value_and_follows_the_collection(pg, admin):
+    """build_filter_index makes a partial HNSW index of one tag: a search filtered on exactly that tag
+    goes through it (its scan count grows) under every index strategy and finds the true filtered
+    neighbours; other filters do not use it; rows written later are found through it; a second
+    handle finds it; build_index rebuilds it, Exact() drops it; bad columns and values are refused."""
+    n = 2000
+    x = clustered(n, 16, seed=11)
+    tags = ["few" if i % 10 == 0 else "many" for i in range(n)]
+    s = pg("partial", dim=16)
+    s.upsert_arrays([f"r{i}" for i in range(n - 20)], x[:n - 20], [{"tag": t} for t in tags[:n - 20]])
+    with pytest.raises(UnsupportedOperation, match="build_index"):
+        s.build_filter_index("tag", "few")  # no vector index yet
+    s.build_index(HNSW(m=8, ef_construction=64))
+    for column, value in (("taken", "x"), ("lat", "1"), ("nope", "x"), ("tag", ""), ("tag", 3)):
+        with pytest.raises(InvalidArgument):
+            s.build_filter_index(column, value)
+    s.build_filter_index("tag", "few")
+    assert s.filter_indexes == [("tag", "few")]
+    s.upsert_arrays([f"r{i}" for i in range(n - 20, n)], x[n - 20:], [{"tag": t} for t in tags[n - 20:]])
+    few = [i for i in range(n) if tags[i] == "few"]
+
+    def check(store, strategy):
+        store.set_query_params(ef_search=64, filter_strategy=strategy)
+        found = 0
+        for j in (3, 50, 101, 150, 199):  # the last is one of the rows written after the index
+            q = x[few[j]]
+            want = [f"r{few[i]}" for i in np.argsort(1 - x[few] @ q, kind="stable")[:10]]
+            before = _partial_scans(store)
+            hits = store.search(q, k=10, filter={"tag": "few"})
+            assert _partial_scans(store) == before + (strategy != "exact")
+            assert [h.distance for h in hits] == sorted(h.distance for h in hits)
+            assert all(h.metadata["tag"] == "few" for h in hits) and hits[0].id == f"r{few[j]}"
+            found += len({h.id for h in hits} & set(want))
+        assert found >= 45  # recall >= 0.9 against the exact filtered neighbours
+
+    for strategy in s.filter_strategies:
+        check(s, strategy)
+    s.set_query_params(filter_strategy="auto")
+    before = _partial_scans(s)
+    assert all(h.metadata["tag"] == "many" for h in s.search(x[1], k=10, filter={"tag": "many"}))
+    assert len(s.search(x[1], k=10, filter={"tag": ["few", "many"]})) == 10
+    assert _partial_scans(s) == before
+    other = pg("partial", dim=16)
+    assert other.filter_indexes == [("tag", "few")]
+    check(other, "auto")
+
+    s.build_index(HNSW(m=4, ef_construction=32))  # the partial index is made again with the new spec
+    assert s.filter_indexes == [("tag", "few")]
+    definition = admin.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'vecface' AND indexname "
+                               "LIKE 'w\\_partial\\_%'").fetchone()[0]
+    assert "m='4'" in definition and "ef_construction='32'" in definition and "'few'" in definition
+    check(s, "auto")
+    assert s.drop_filter_index("tag", "few") is True and s.filter_indexes == []
+    assert s.drop_filter_index("tag", "few") is False
+    s.build_filter_index("camera", "canon")  # no rows yet: an empty index, kept up as rows arrive
+    s.build_index(vecface.Exact())
+    assert s.filter_indexes == [] and pg("partial", dim=16).filter_indexes == []
+
+
 def test_legacy_layout_is_migrated_on_open(pg, admin):
     """Tables of the layout before the vecface schema (public.vecface_collections, public.vecface_<name>,
     no filter columns) are moved into the schema, keep their index, and get their filter columns."""
@@ -227,6 +295,17 @@ def test_hooks_raw_searcher_one_by_one_sizes(pg, admin):
     method = s.insert_one_by_one([f"o{i}" for i in range(30)], x[:30], [{"tag": "t"}] * 30, ticks.append)
     assert "row" in method and ticks == [1] * 30
     assert s.count() == 500  # the baseline wrote elsewhere, and cleaned up after itself
+    assert admin.execute("SELECT to_regclass('vecface.r_hooks')").fetchone() == (None,)
+    with s.raw_loader(40) as load:  # the raw COPY baseline: a scratch table shaped like the collection's
+        load([f"w{i}" for i in range(100)], x[:100], [{"tag": "u", "person": "p"}] * 100)
+        load(["w100"], x[100:101], None)
+        assert "COPY" in load.method
+        assert admin.execute("SELECT count(*), count(*) FILTER (WHERE person = 'p') FROM vecface.r_hooks"
+                             ).fetchone() == (101, 100)
+        indexed = {r[0] for r in admin.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'vecface' AND tablename = 'r_hooks'").fetchall()}
+        assert len(indexed) == 1 + len(pg_schema.INDEXED_FILTERS)  # primary key and filter btrees, no vector index
+    assert s.count() == 500 and not s.get("w0")
     assert admin.execute("SELECT to_regclass('vecface.r_hooks')").fetchone() == (None,)
 
 
