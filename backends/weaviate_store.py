@@ -90,6 +90,7 @@ class WeaviateStore(VectorStore):
         self._cls: str | None = None  # the current generation's class name
         self._ef: int | None = None  # the ef the HNSW index has now
         self._fs: str | None = None  # the filter strategy it has now
+        self._cut: int | None = None  # the flatSearchCutoff it has now
         self._handle: tuple[Any, Any] | None = None  # ((client, class), collection handle)
         self._watch: conn.NodeWatch | None = None  # several nodes: the liveness probe of the one in use
         self._dead: Any = None  # the client the watch closed because its node died
@@ -201,6 +202,7 @@ class WeaviateStore(VectorStore):
         self._ef = getattr(vic, "ef", None) if isinstance(spec, HNSW) else None
         fs = getattr(vic, "filter_strategy", None)
         self._fs = getattr(fs, "value", fs) if isinstance(spec, HNSW) else None
+        self._cut = getattr(vic, "flat_search_cutoff", None) if isinstance(spec, HNSW) else None
         return int(entry["dim"]), Metric.parse(entry["metric"]), spec
 
     def _entry(self, spec: IndexSpec, state: str) -> str:
@@ -235,7 +237,7 @@ class WeaviateStore(VectorStore):
                 if "already exists" not in str(e):
                     raise
                 return self._adopt()  # two first-time creates raced: use the one that won
-            self._ef = self._fs = None
+            self._ef = self._fs = self._cut = None
 
     def _adopt(self) -> None:
         """Take the collection another client created while this one was creating it."""
@@ -300,6 +302,7 @@ class WeaviateStore(VectorStore):
             self._cls = new
             self._ef = self._want_ef() if isinstance(spec, HNSW) else None
             self._fs = self._want_fs(spec)
+            self._cut = schema.flat_search_cutoff(self.dim) if isinstance(spec, HNSW) else None
             for cls in gens:
                 self._c().collections.delete(cls)
 
@@ -345,16 +348,17 @@ class WeaviateStore(VectorStore):
     def _apply_query_params(self) -> None:
         if not isinstance(self._index, HNSW):
             return
-        want_ef, want_fs = self._want_ef(), self._want_fs(self._index)
-        if (want_ef, want_fs) != (self._ef, self._fs):
+        want_ef, want_fs, want_cut = self._want_ef(), self._want_fs(self._index), schema.flat_search_cutoff(self.dim)
+        # the cutoff too: a collection made by an older vecface gets the current rule when next searched
+        if (want_ef, want_fs, want_cut) != (self._ef, self._fs, self._cut):
             from weaviate.classes.config import VectorFilterStrategy
 
             with self._lock:
                 self._coll().config.update(vector_config=Reconfigure.Vectors.update(
                     name=VECTOR, vector_index_config=Reconfigure.VectorIndex.hnsw(
                         ef=want_ef, filter_strategy=VectorFilterStrategy(want_fs),
-                        flat_search_cutoff=schema.flat_search_cutoff(self.dim))))
-            self._ef, self._fs = want_ef, want_fs
+                        flat_search_cutoff=want_cut)))
+            self._ef, self._fs, self._cut = want_ef, want_fs, want_cut
 
     @_op("near_vector search")
     def _search(self, queries: np.ndarray, k: int, flt: Mapping[str, Any] | None) -> list[list[Hit]]:

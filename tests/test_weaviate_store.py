@@ -271,7 +271,7 @@ def test_filter_strategies_switch_and_both_filter_correctly(opened):
         s.set_query_params(ef_search=64, filter_strategy=fs)
         vic = s._coll().config.get().vector_config["default"].vector_index_config
         assert getattr(vic.filter_strategy, "value", vic.filter_strategy) == fs
-        assert vic.flat_search_cutoff == weaviate_schema.flat_search_cutoff(16) == 40_000
+        assert vic.flat_search_cutoff == weaviate_schema.flat_search_cutoff(16) == 10_000
         hits = s.search(x[1], k=10, filter={"tag": "odd"})
         assert hits and all(int(h.id[1:]) % 2 == 1 for h in hits)
         results[fs] = [h.id for h in hits]
@@ -282,6 +282,28 @@ def test_filter_strategies_switch_and_both_filter_correctly(opened):
     assert vic.flat_search_cutoff == weaviate_schema.flat_search_cutoff(512) == 9765
     with pytest.raises(InvalidArgument):
         s.set_query_params(filter_strategy="bogus")
+
+
+def test_the_flat_search_cutoff_rule_reaches_a_collection_made_with_another(opened):
+    """A collection whose flatSearchCutoff is not vecface's rule (an older vecface set 39,062 at
+    128-d) gets the rule when it is next searched, and its filtered search still filters."""
+    from weaviate.classes.config import Reconfigure
+
+    s = opened(dim=128)
+    x = clustered(200, 128, seed=4)
+    s.upsert_arrays([f"i{i}" for i in range(200)], x, [{"tag": "a" if i % 4 == 0 else "b"} for i in range(200)])
+    s.build_index("hnsw")
+    cutoff = lambda st: st._coll().config.get().vector_config["default"].vector_index_config.flat_search_cutoff  # noqa: E731
+    assert cutoff(s) == weaviate_schema.flat_search_cutoff(128) == 10_000
+    s._coll().config.update(vector_config=Reconfigure.Vectors.update(
+        name="default", vector_index_config=Reconfigure.VectorIndex.hnsw(flat_search_cutoff=39_062)))
+    s.close()
+    again = opened(s.name, dim=128)
+    assert cutoff(again) == 39_062
+    hits = again.search(x[4], k=5, filter={"tag": "a"})
+    assert hits[0].id == "i4" and all(int(h.id[1:]) % 4 == 0 for h in hits)
+    assert cutoff(again) == 10_000
+    assert [weaviate_schema.flat_search_cutoff(d) for d in (16, 500, 512, 2048, 8192)] == [10_000, 10_000, 9765, 2441, 1000]
 
 
 def test_check_on_a_healthy_collection_finds_nothing_to_repair(opened):
