@@ -49,7 +49,8 @@ def method(spec: IndexSpec, opclass: str, rows: int) -> sql.Composable:
     """``USING hnsw (embedding <opclass>) WITH (...)`` for ``spec`` (IVFFlat's lists from ``rows``)."""
     if isinstance(spec, HNSW):
         name = sql.SQL("hnsw")
-        with_ = sql.SQL("m = {m}, ef_construction = {e}").format(m=sql.Literal(spec.m), e=sql.Literal(spec.ef_construction))
+        with_ = sql.SQL("m = {m}, ef_construction = {e}").format(
+            m=sql.Literal(spec.m), e=sql.Literal(spec.ef_construction))
     else:
         assert isinstance(spec, IVFFlat)
         name = sql.SQL("ivfflat")
