@@ -10,11 +10,13 @@ position of this store's last write (``pg_last_wal_replay_lsn``), or goes to the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import os
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -90,6 +92,17 @@ def close_connection(conn: psycopg.Connection | None, embedded: bool, data_dir: 
     finally:
         if embedded:
             pg_server.release(data_dir)
+
+
+@contextlib.contextmanager
+def session(dsn: str | None, data_dir: Any) -> Iterator[psycopg.Connection]:
+    """A connection for a few statements (:func:`open_connection`), closed afterwards, and the
+    embedded server released when it was the one used. ``dsn`` None: $VECFACE_PG_DSN, else embedded."""
+    conn, embedded, _ = open_connection(dsn or os.environ.get("VECFACE_PG_DSN") or None, data_dir)
+    try:
+        yield conn
+    finally:
+        close_connection(conn, embedded, data_dir)
 
 
 def versions(conn: psycopg.Connection) -> dict[str, str]:

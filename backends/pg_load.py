@@ -1,5 +1,6 @@
 """Writes of the pgvector backend: binary COPY per batch, a merge for batches that replace rows,
-several COPY streams at once for an empty collection, and the one-row-at-a-time baseline.
+several COPY streams for an upsert of several batches, and the two load baselines the bench
+compares it with (one row at a time; the raw single-connection COPY, :class:`RawCopy`).
 
 Each batch is one transaction. A batch of new ids goes straight into the table with
 ``COPY ... FORMAT BINARY``; a batch that holds an existing id is rolled back to a savepoint and sent
@@ -26,7 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from .pg_schema import COLUMNS, Names, column_params, column_values
+from .pg_schema import COLUMNS, Names, column_params, column_values, create_scratch, drop_scratch
 
 _COLS = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
 
@@ -162,11 +163,9 @@ def is_empty(conn: psycopg.Connection, n: Names) -> bool:
 
 def insert_one_by_one(conn: psycopg.Connection, n: Names, dim: int, ids: Sequence[str], vectors: np.ndarray,
                       metadata: Sequence[dict[str, Any]], tick: Callable[[int], Any] | None) -> str:
-    """Row-by-row INSERTs in one transaction into a scratch table shaped like the collection's
-    (``r_<name>``, dropped afterwards); ``tick(1)`` per row."""
-    conn.execute(sql.SQL("DROP TABLE IF EXISTS {r}").format(r=n.scratch))
-    conn.execute(sql.SQL("CREATE TABLE {r} (LIKE {t} INCLUDING DEFAULTS INCLUDING STORAGE, "
-                         "CONSTRAINT {k} PRIMARY KEY (id))").format(r=n.scratch, t=n.table, k=n.scratch_pkey))
+    """Row-by-row INSERTs in one transaction into the scratch table (``r_<name>``, dropped
+    afterwards); ``tick(1)`` per row."""
+    create_scratch(conn, n, filter_btrees=False)
     try:
         insert = sql.SQL("INSERT INTO {r} ({c}) VALUES ({p})").format(
             r=n.scratch, c=_COLS, p=sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))).as_string(conn)
@@ -176,5 +175,31 @@ def insert_one_by_one(conn: psycopg.Connection, n: Names, dim: int, ids: Sequenc
                 if tick is not None:
                     tick(1)
     finally:
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {r}").format(r=n.scratch))
+        drop_scratch(conn, n)
     return "row-by-row INSERT, one transaction"
+
+
+class RawCopy:
+    """The raw load baseline: one connection, one binary COPY and commit per ``batch_size`` rows,
+    into the scratch table shaped like the collection while vecface loads it (its columns, primary
+    key and filter btrees; logged). Nothing of vecface's write path: no validation, no
+    normalisation, no streams, no merge. Made on entering, dropped on leaving; call it with
+    ``(ids, vectors, metadata or None)``."""
+
+    def __init__(self, conn: psycopg.Connection, n: Names, batch_size: int):
+        self.conn, self.n, self.batch_size = conn, n, max(1, batch_size)
+        self.method = f"binary COPY + commit per {self.batch_size}-row batch, one connection, logged table"
+
+    def __enter__(self) -> "RawCopy":
+        create_scratch(self.conn, self.n, filter_btrees=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        drop_scratch(self.conn, self.n)
+
+    def __call__(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]] | None) -> None:
+        metadata = metadata if metadata is not None else [{}] * len(ids)
+        for s in range(0, len(ids), self.batch_size):
+            e = s + self.batch_size
+            with self.conn.transaction():
+                copy_rows(self.conn, self.n.scratch, encode_rows(ids[s:e], vectors[s:e], metadata[s:e]))

@@ -10,7 +10,9 @@ underscore after its first letter):
     p_<name>            its primary key (constraint and index)
     v_<name>            its vector index (HNSW or IVFFlat)
     f_<name>__<column>  a btree on a filter column (column names hold no "__")
-    r_<name>, q_<name>  the scratch table of the one-row-at-a-time baseline and its primary key
+    r_<name>, q_<name>  the scratch table of the load baselines (one row at a time, raw COPY) and its
+                        primary key
+    g_<name>__<column>  a btree of that scratch table on a filter column
 
 The table: ``id text``, ``embedding vector(d)`` kept inline up to 1,536 dimensions (storage PLAIN, see
 MAX_INLINE_DIM), the filter columns ``tag, path, person, camera text, taken timestamptz, lat, lon double
@@ -74,6 +76,9 @@ class Names:
 
     def filter_index(self, column: str) -> sql.Identifier:
         return sql.Identifier(f"f_{self.collection}__{column}")
+
+    def scratch_index(self, column: str) -> sql.Identifier:
+        return sql.Identifier(f"g_{self.collection}__{column}")
 
 
 # ---------------------------------------------------------------- limits
@@ -202,6 +207,22 @@ def create_filter_indexes(conn: psycopg.Connection, n: Names) -> None:
     for col in INDEXED_FILTERS:
         conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
             i=n.filter_index(col), t=n.table, c=sql.Identifier(col)))
+
+
+def create_scratch(conn: psycopg.Connection, n: Names, filter_btrees: bool) -> None:
+    """The load baselines' scratch table (``r_<name>``, made again if left over): the collection's
+    columns and storage, its primary key and, with ``filter_btrees``, the filter btrees: the shape the
+    collection has while vecface loads it (no vector index yet)."""
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {r}").format(r=n.scratch))
+    conn.execute(sql.SQL("CREATE TABLE {r} (LIKE {t} INCLUDING DEFAULTS INCLUDING STORAGE, "
+                         "CONSTRAINT {k} PRIMARY KEY (id))").format(r=n.scratch, t=n.table, k=n.scratch_pkey))
+    for col in INDEXED_FILTERS if filter_btrees else ():
+        conn.execute(sql.SQL("CREATE INDEX {i} ON {r} ({c})").format(
+            i=n.scratch_index(col), r=n.scratch, c=sql.Identifier(col)))
+
+
+def drop_scratch(conn: psycopg.Connection, n: Names) -> None:
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {r}").format(r=n.scratch))
 
 
 def ensure_columns(conn: psycopg.Connection, n: Names) -> None:

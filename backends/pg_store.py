@@ -40,7 +40,7 @@ from vecface.store import VectorStore
 from vecface.types import Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
 
 from . import pg_load, pg_partial, pg_query, pg_schema, pg_server
-from .pg_conn import Router, close_connection, converts_errors, open_connection, versions
+from .pg_conn import Router, converts_errors, session, versions
 
 #: an upsert of at least this many rows into an empty collection builds the filter btrees after the load
 EMPTY_FAST_PATH_MIN_ROWS = 20_000
@@ -82,11 +82,8 @@ class PgVectorStore(VectorStore):
     @classmethod
     def probe(cls, dsn: str | None = None, data_dir: Any = None, **_: Any) -> str:
         dsn = dsn or os.environ.get("VECFACE_PG_DSN") or None
-        conn, embedded, _ = open_connection(dsn, data_dir)
-        try:
+        with session(dsn, data_dir) as conn:
             v = converts_errors("probe")(versions)(conn)
-        finally:
-            close_connection(conn, embedded, data_dir)
         where = "embedded server, started on demand" if dsn is None else redact(dsn)
         return f"PostgreSQL {v['postgresql']} + pgvector {v['pgvector']} ({where})"
 
@@ -350,12 +347,8 @@ class PgVectorStore(VectorStore):
 
     @classmethod
     def _collection_names(cls, dsn: str | None = None, data_dir: Any = None, **_: Any) -> list[str]:
-        dsn = dsn or os.environ.get("VECFACE_PG_DSN") or None
-        conn, embedded, _ = open_connection(dsn, data_dir)
-        try:
+        with session(dsn, data_dir) as conn:
             return converts_errors("listing collections")(pg_schema.collection_names)(conn)
-        finally:
-            close_connection(conn, embedded, data_dir)
 
     @converts_errors("row-by-row insert")
     def insert_one_by_one(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Any],
@@ -364,6 +357,11 @@ class PgVectorStore(VectorStore):
         with self._lock:
             return pg_load.insert_one_by_one(self._c(), self._n, self.dim, ids, vectors,
                                              [dict(m) for m in metadata], tick)
+
+    @converts_errors("raw load")
+    def raw_loader(self, batch_size: int) -> pg_load.RawCopy:
+        self._check_open()
+        return pg_load.RawCopy(self._c(), self._n, batch_size)
 
     @converts_errors("raw search")
     def raw_searcher(self, k: int) -> Any:

@@ -67,10 +67,15 @@ def best_tp(point: dict[str, Any]) -> dict[str, Any] | None:
     return max(point.get("throughput") or [], key=lambda t: t["qps"], default=None)
 
 
+def load_of(res: dict[str, Any], backend: str) -> dict[str, Any]:
+    """The bulk load entry of ``backend`` (a target's name) in one results file ({} if none)."""
+    return next((l for l in res.get("loads", []) if l["backend"] == backend), {})
+
+
 def summary_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for label, run, res in index_lines(results):
-        load = next((l for l in res.get("loads", []) if l["backend"] == run["backend"]), {})
+        load = load_of(res, run["backend"])
         op = op_point(run) or {}
         tp = best_tp(op) if op else None
         knob = f"{op['param']}={op['value']}" if op.get("param") else "–"
@@ -118,21 +123,28 @@ FILTERED_HEAD = ["backend/index", "filter keeps", "measured share", "query param
 
 
 def baseline_rows(results) -> list[list[str]]:
+    """One row per backend: vecface's bulk load beside the engine's raw bulk load of the same data
+    (same run) and the one-row-at-a-time insert, with vecface's rate as a ratio to each."""
     rows = []
     many = len(results) > 1
     for i, res in enumerate(results):
         for b in res.get("baselines", []):
             name = b["backend"] + (f" [run {i + 1}]" if many else "")
+            raw = load_of(res, b["backend"]).get("raw") or {}
+            raw_cells = ([raw.get("method") or "–", num(raw.get("vectors_per_s")), _x(raw.get("bulk_vs_raw"))]
+                         if not raw.get("skipped") else ["–", "–", "–"])
             if b.get("skipped"):
-                rows.append([name, "–", "–", num(b.get("bulk_vectors_per_s")), "–", b["skipped"]])
+                one = ["–", "–", "–"]
             else:
-                rows.append([name, b.get("method") or "–", num(b.get("vectors_per_s")),
-                             num(b.get("bulk_vectors_per_s")), f"{num(b.get('bulk_speedup'))}x",
-                             f"{b['rows']} rows"])
+                one = [b.get("method") or "–", num(b.get("vectors_per_s")), f"{num(b.get('bulk_speedup'))}x"]
+            notes = [n for n in (raw.get("skipped") and f"raw bulk: {raw['skipped']}",
+                                 b.get("skipped") or f"one at a time: {b['rows']} rows") if n]
+            rows.append([name, num(b.get("bulk_vectors_per_s")), *raw_cells, *one, "; ".join(notes)])
     return rows
 
 
-BASELINE_HEAD = ["backend", "one-at-a-time method", "one-at-a-time vec/s", "bulk vec/s", "bulk speed-up", "note"]
+BASELINE_HEAD = ["backend", "bulk vec/s", "raw bulk load (same data, same run)", "raw vec/s", "bulk / raw",
+                 "one-at-a-time method", "one-at-a-time vec/s", "bulk / one-at-a-time", "note"]
 
 
 def overhead_entries(results) -> list[tuple[str, dict[str, Any]]]:
@@ -201,7 +213,7 @@ def topology_rows(results) -> list[list[str]]:
     for label, run, res in index_lines(results):
         if not res.get("topologies") or not run.get("topology"):  # a backend measured on one topology only
             continue
-        load = next((l for l in res.get("loads", []) if l["backend"] == run["backend"]), {})
+        load = load_of(res, run["backend"])
         key = (id(res), run.get("engine", run["backend"]), run["index"])
         op = op_point(run) or {}
         ref.setdefault(key, op.get("value"))

@@ -198,6 +198,12 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
     assert data["params"]["k"] == k and data["params"]["concurrency"] == [1, 2]
     (load,) = data["loads"]
     assert load["rows"] == 1_500 and load["vectors_per_s"] > 0
+    raw = load["raw"]  # the engine's own bulk load of the same data, beside vecface's
+    if cls.raw_loader is not VectorStore.raw_loader:
+        assert raw["rows"] == 1_500 and raw["vectors_per_s"] > 0 and raw["method"], raw
+        assert raw["bulk_vs_raw"] == pytest.approx(load["vectors_per_s"] / raw["vectors_per_s"])
+    else:
+        assert raw["skipped"] and "vectors_per_s" not in raw
 
     kinds = [i for i in ("exact", "ivfflat", "hnsw") if i in backend_class(bench_backend).supported_indexes]
     assert [r["index"] for r in data["runs"]] == kinds

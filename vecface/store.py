@@ -25,6 +25,7 @@ from .errors import (
 )
 from .filters import normalise_filter
 from .types import (
+    MAX_K,
     Exact,
     Hit,
     IndexSpec,
@@ -221,7 +222,8 @@ class VectorStore(abc.ABC):
         # every benchmark and of serving)
         if self._closed:
             self._check_open()
-        k = validate_k(k)
+        if k.__class__ is not int or not 0 < k <= MAX_K:  # (validate_k's own first test, inline)
+            k = validate_k(k)
         flt = normalise_filter(filter) if filter is not None else None
         return self._search(as_query(vector, self.dim, self.metric), k, flt)[0]
 
@@ -339,6 +341,14 @@ class VectorStore(abc.ABC):
         place of the backend (never this collection), calling ``tick(1)`` per row; returns what it did
         in words. Raises UnsupportedOperation where the backend has no per-row path."""
         raise UnsupportedOperation(f"the {self.backend} backend has no one-row-at-a-time insert path")
+
+    def raw_loader(self, batch_size: int) -> Any:
+        """The engine's own bulk load without vecface, the baseline the bulk path is measured against:
+        a context manager that makes a scratch place shaped like this collection (never this
+        collection) and removes it on leaving; its value is called ``load(ids, vectors, metadata)``
+        (metadata may be None) and says what it does in ``load.method``. Raises
+        UnsupportedOperation where the backend has none."""
+        raise UnsupportedOperation(f"the {self.backend} backend has no raw bulk load baseline")
 
     def raw_searcher(self, k: int) -> Any:
         """A function ``f(query_vector) -> ids`` that makes the engine's own client call on this
