@@ -150,18 +150,19 @@ class Stamp:
             self._mm = mmap.mmap(fd, 8)
         finally:
             os.close(fd)
-        # the counter in the machine's byte order: every process sharing the file runs on this machine
-        self._count = memoryview(self._mm).cast("Q")
+        #: the counter, in the machine's byte order (every process sharing the file runs on this
+        #: machine); ``count[0]`` is the value, read without a Python call on the search path
+        self.count = memoryview(self._mm).cast("Q")
 
     def read(self) -> int:
-        return self._count[0]
+        return self.count[0]
 
     def bump(self) -> None:
         """Called by the writer (under the writer lock) after a commit."""
-        self._count[0] = (self._count[0] + 1) & 0xFFFF_FFFF_FFFF_FFFF
+        self.count[0] = (self.count[0] + 1) & 0xFFFF_FFFF_FFFF_FFFF
 
     def close(self) -> None:
-        self._count.release()
+        self.count.release()
         try:
             self._mm.close()
         except (BufferError, ValueError):
@@ -217,46 +218,50 @@ class VectorFile:
 class StateLock:
     """Many searches at once, or one change to the in-memory state (writers go first once waiting).
 
-    The read side's fast path is one C-level lock acquire and release, no Python-level Condition."""
+    The read side takes no lock: ``readers`` is the set of the reading threads' ids, entered and left
+    by one set operation each (each atomic under the GIL). A reader adds its id, then looks at
+    ``writer``; a writer sets ``writer``, then waits until ``readers`` is empty. Whichever of the two
+    comes second sees the other, so a reader never runs beside a writer; a reader that finds a writer
+    steps out and waits for it to finish. Not reentrant (a thread reads or writes once at a time)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._readers = 0
-        self._writing = False
-        self._waiting = 0
+        self.readers: set[int] = set()
+        self.writer = False
+        self._one_writer = threading.Lock()
+        self._done = threading.Condition()  # readers waiting for a writer to finish
 
     def acquire_read(self) -> None:
-        lock = self._lock
-        lock.acquire()
-        try:
-            while self._writing or self._waiting:
-                self._cond.wait()
-            self._readers += 1
-        finally:
-            lock.release()
+        me = threading.get_ident()
+        self.readers.add(me)
+        if self.writer:
+            self.wait_read(me)
+
+    def wait_read(self, me: int) -> None:
+        """The reader ``me`` found a writer: step out, wait until no writer is in or waiting, enter."""
+        readers = self.readers
+        with self._done:
+            while True:
+                readers.discard(me)
+                while self.writer:
+                    self._done.wait()
+                readers.add(me)
+                if not self.writer:
+                    return
 
     def release_read(self) -> None:
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._readers -= 1
-            if not self._readers and self._waiting:
-                self._cond.notify_all()
-        finally:
-            lock.release()
+        self.readers.discard(threading.get_ident())
 
     @contextmanager
     def write(self) -> Iterator[None]:
-        with self._lock:
-            self._waiting += 1
-            while self._writing or self._readers:
-                self._cond.wait()
-            self._waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._writing = False
-                self._cond.notify_all()
+        with self._one_writer:
+            self.writer = True
+            try:
+                pause = 1e-5
+                while self.readers:  # the searches that entered before: each a fraction of a millisecond
+                    time.sleep(pause)
+                    pause = min(pause * 2, 1e-3)
+                yield
+            finally:
+                with self._done:
+                    self.writer = False
+                    self._done.notify_all()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -223,13 +223,19 @@ class Searcher:
         cols = view.cols
         if flt is None and cols.alive_count == cols.n:  # the common case, first and shortest
             kk = min(k, cols.n)
-            params = self.cache.get(kk)
-            if params is None:
-                if kk == 0:
-                    return [[] for _ in range(len(queries))]
-                params = self.cache[kk] = query_params(view.index, view.spec, qp.ef_search, qp.probes, kk)
-            if alone(view.spec, len(queries)):
+            if kk == 0:
+                return [[] for _ in range(len(queries))]
+            params, one_alone = self.cache.get(kk) or self._params(view, qp, kk)
+            if one_alone and len(queries) == 1:
                 dist, labels = view.index.search(queries, kk, params=params)
+                slots = labels.tolist()[0]
+                make = self._hit
+                if slots[-1] >= 0 and metric is Metric.COSINE and make._texts is cols.meta:
+                    # one query's k cosine hits, _hits' own first case written out here: after the
+                    # graph walk has evicted the caches each Python call costs 1-2 us, a tenth of
+                    # the whole budget of vecface's own time per search
+                    return [[make(i, 1.0 - x, x, s)
+                             for i, x, s in zip(cols.ids[labels].tolist()[0], dist.tolist()[0], slots)]]
             else:
                 dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
             return self._hits(cols, dist, labels, metric)
@@ -239,9 +245,7 @@ class Searcher:
         if kk == 0:
             return [[] for _ in range(len(queries))]
         if sel is None:
-            params = self.cache.get(kk)
-            if params is None:
-                params = self.cache[kk] = query_params(view.index, view.spec, qp.ef_search, qp.probes, kk)
+            params = self._params(view, qp, kk)[0]
             dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
         else:
             cost = visits(view.index, view.spec, qp.ef_search, qp.probes)
@@ -253,6 +257,14 @@ class Searcher:
             else:
                 dist, labels = self._index_search(view, qp, queries, kk, sel, how)
         return self._hits(cols, dist, labels, metric)
+
+    def _params(self, view: Any, qp: Any, k: int) -> tuple[Any, bool]:
+        """The unfiltered search's parameters for ``k``, and whether one query runs :func:`alone`
+        (made once per change; the hot path reads ``cache[k]`` itself first)."""
+        got = self.cache.get(k)
+        if got is None:
+            got = self.cache[k] = (query_params(view.index, view.spec, qp.ef_search, qp.probes, k), alone(view.spec, 1))
+        return got
 
     def _index_search(self, view: Any, qp: Any, queries: np.ndarray, k: int, sel: Selection, how: str
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -302,13 +314,15 @@ class Searcher:
         columns' JSON texts until a hit's ``metadata`` is read (nothing parsed, copied or even touched
         for a caller that only wants ids and distances). Rows are read as Python lists (one
         conversion per array, no numpy scalar per hit)."""
-        make = self._hit_type(cols.meta)
+        make = self._hit  # the hit class reading this columns' texts, made again when they change
+        if make._texts is not cols.meta:
+            make = self._hit = type("_Hit", (_Hit,), {"__slots__": (), "_texts": cols.meta})
         out = []
-        for srow, slots, lrow in zip(raw.tolist(), labels.tolist(), labels):
+        # every query's ids by one fancy index (a missing result's -1 reads the last id: cut below)
+        for srow, slots, ids in zip(raw.tolist(), labels.tolist(), cols.ids[labels].tolist()):
             if slots[-1] < 0:  # FAISS puts the missing results last
                 n = slots.index(-1)
-                slots, srow, lrow = slots[:n], srow[:n], lrow[:n]
-            ids = cols.ids[lrow].tolist()
+                slots, srow, ids = slots[:n], srow[:n], ids[:n]
             if metric is Metric.COSINE:   # the score is the cosine similarity
                 out.append([make(i, 1.0 - x, x, s) for i, x, s in zip(ids, srow, slots)])
             elif metric is Metric.IP:     # the score is the inner product
@@ -317,21 +331,14 @@ class Searcher:
                 out.append([make(i, math.sqrt(max(x, 0.0)), None, s) for i, x, s in zip(ids, srow, slots)])
         return out
 
-    def _hit_type(self, texts: list) -> type:
-        """The hit class reading its metadata from ``texts`` (made again when the columns change)."""
-        make = self._hit
-        if make._texts is not texts:
-            make = self._hit = type("_Hit", (_Hit,), {"__slots__": (), "_texts": texts})
-        return make
-
 
 class _Hit(Hit):
     """A FAISS hit: its record's metadata is ``_texts[slot]``, decoded the first time it is read.
     ``_texts`` (the columns' JSON texts, which keep a slot's text until the epoch ends) is held by a
-    subclass made per columns (:meth:`Searcher._hit_type`), so a hit stores only its slot."""
+    subclass made per columns (in :meth:`Searcher._hits`), so a hit stores only its slot."""
 
     __slots__ = ("_slot",)
-    _texts: list = []
+    _texts: ClassVar[list] = []
 
     def __init__(self, id: str, distance: float, similarity: float | None, slot: int):
         # _meta stays unset until the metadata is first read (one store less per hit)
