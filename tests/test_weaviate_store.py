@@ -261,11 +261,13 @@ def test_measurement_hooks(opened):
 
 def test_filter_strategies_switch_and_both_filter_correctly(opened):
     s = opened(dim=16)
-    assert s.filter_strategies == ("acorn", "sweeping")
+    assert s.filter_strategies == ("sweeping", "acorn")
     x = clustered(300, 16, seed=9)
     metas = [{"tag": "even" if i % 2 == 0 else "odd"} for i in range(300)]
     s.upsert_arrays([f"i{i}" for i in range(300)], x, metas)
     s.build_index("hnsw")
+    vic = s._coll().config.get().vector_config["default"].vector_index_config
+    assert getattr(vic.filter_strategy, "value", vic.filter_strategy) == "sweeping"  # vecface's default
     results = {}
     for fs in s.filter_strategies:
         s.set_query_params(ef_search=64, filter_strategy=fs)
