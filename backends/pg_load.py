@@ -20,6 +20,7 @@ import json
 import queue
 import struct
 import threading
+import time
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -43,6 +44,8 @@ _I32 = struct.Struct(">i").pack
 _NO_TYPED = _NULL * 5  # person, camera, taken, lat, lon all missing: the common case
 _JSONB_V1 = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
 _dumps = json.JSONEncoder().encode
+#: rows the pipeline's encoder encodes between two releases of the GIL (see Writer.parallel)
+YIELD_EVERY = 250
 
 
 def _text(s: str | None) -> bytes:
@@ -56,18 +59,22 @@ def _float8(x: float | None) -> bytes:
     return _NULL if x is None else struct.pack(">id", 8, x)
 
 
-def encode_rows(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]]) -> bytes:
+def encode_rows(ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]],
+                yield_every: int = 0) -> bytes:
     """The rows of a batch in PostgreSQL's binary COPY format (signature, rows of COLUMNS, trailer).
 
     psycopg's ``write_row`` adapts each value through its dumper, pgvector's converting every vector
     through a Python array, all while holding the GIL; here the vectors are converted to big-endian
     in one numpy call and handed to the join as they are, and a row without the typed filter
-    fields costs a handful of appends, so encoding is several times cheaper."""
+    fields costs a handful of appends, so encoding is several times cheaper. ``yield_every``: release
+    the GIL for a moment every that many rows."""
     dim = vectors.shape[1]
     vec_head = struct.pack(">iHH", 4 + 4 * dim, dim, 0)
     parts = [_SIGNATURE]
     add, one = parts.extend, parts.append
-    for i, v, m in zip(ids, np.asarray(vectors, dtype=">f4"), metadata):
+    for k, (i, v, m) in enumerate(zip(ids, np.asarray(vectors, dtype=">f4"), metadata)):
+        if yield_every and k % yield_every == 0:
+            time.sleep(0)  # lets the load streams take the GIL (see Writer.parallel)
         tag, path, person, camera, taken, lat, lon = column_values(m)
         key = i.encode()
         meta = _dumps(m).encode()
@@ -123,8 +130,10 @@ class Writer:
         """The batches encoded here, one after the other, while each of ``conns`` (one load stream
         each) COPYs and commits encoded ones, each batch its own transaction: encoding holds the
         GIL, sending and waiting for the commit do not, so the two overlap (at most ``len(conns)``
-        encoded batches wait). Raises the first error after every stream has stopped; batches
-        committed before it stay."""
+        encoded batches wait). The encoder lets go of the GIL every YIELD_EVERY rows: a stream
+        needs it back after every 128 kB psycopg sends, and would otherwise wait up to Python's
+        switch interval (5 ms) each time. Raises the first error after every stream has stopped;
+        batches committed before it stay."""
         todo: queue.Queue = queue.Queue(maxsize=max(1, len(conns)))
         errors: list[BaseException] = []
 
@@ -147,7 +156,7 @@ class Writer:
             for ids, vecs, metas in batches:
                 if errors:
                     break
-                todo.put(encode_rows(ids, vecs, metas))
+                todo.put(encode_rows(ids, vecs, metas, yield_every=YIELD_EVERY))
         finally:
             for _ in threads:
                 todo.put(None)

@@ -48,6 +48,13 @@ EMPTY_FAST_PATH_MIN_ROWS = 20_000
 LOAD_STREAM_APP = "vecface-load-stream"
 
 
+def default_load_streams() -> int:
+    """One load stream per core and one more (at least 3, at most 8): while a stream waits for its
+    commit's WAL flush, another sends; measured on 2 cores, 3 streams loaded 1.3-1.6x a single
+    connection, 2 streams 1.1-1.4x."""
+    return max(3, min(8, (os.cpu_count() or 2) + 1))
+
+
 def _env_list(name: str) -> list[str]:
     return [d.strip() for d in os.environ.get(name, "").split(",") if d.strip()]
 
@@ -70,7 +77,7 @@ class PgVectorStore(VectorStore):
         self._read_your_writes = bool(read_your_writes)
         self._data_dir = data_dir
         self._mwm = maintenance_work_mem
-        self._streams = load_streams if load_streams is not None else max(2, min(8, os.cpu_count() or 2))
+        self._streams = load_streams if load_streams is not None else default_load_streams()
         if self._streams < 1:
             raise InvalidArgument(f"load_streams must be at least 1, got {load_streams!r}")
         self._router: Router | None = None
