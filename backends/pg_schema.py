@@ -9,6 +9,7 @@ underscore after its first letter):
     c_<name>            the collection's table
     p_<name>            its primary key (constraint and index)
     v_<name>            its vector index (HNSW or IVFFlat)
+    w_<name>_<8 hex>    a partial vector index for one filter value (see pg_partial)
     f_<name>__<column>  a btree on a filter column (column names hold no "__")
     r_<name>, q_<name>  the scratch table of the load baselines (one row at a time, raw COPY) and its
                         primary key
