@@ -49,7 +49,6 @@ import json
 import math
 import struct
 import time
-import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -155,15 +154,18 @@ class Searcher:
         self.op = sql.SQL(operator)
         self._texts: dict[tuple, str] = {}
         self._estimates: dict[tuple, tuple[float, float, float]] = {}
-        self._cursors: weakref.WeakKeyDictionary[psycopg.Connection, psycopg.Cursor] = weakref.WeakKeyDictionary()
+        self._cursors: dict[psycopg.Connection, psycopg.Cursor] = {}
         #: (column, value) of the collection's partial vector indexes (pg_partial), as this handle knows them
         self.partials: frozenset[tuple[str, str]] = frozenset()
 
     def cursor(self, conn: psycopg.Connection) -> psycopg.Cursor:
         """The connection's binary cursor for searches, kept (one fewer object and adapter map per
-        query), that sends a :class:`QueryVector` as the vector it holds."""
+        query), that sends a :class:`QueryVector` as the vector it holds. The cursors of closed
+        connections (a standby connected again) are let go when a new one is made."""
         cur = self._cursors.get(conn)
         if cur is None or cur.closed:
+            for gone in [c for c in self._cursors if c.closed]:
+                del self._cursors[gone]
             cur = conn.cursor(binary=True)
             dumper = type("QueryVectorDumper", (_QueryVectorDumper,), {"oid": conn.adapters.types["vector"].oid})
             cur.adapters.register_dumper(QueryVector, dumper)
