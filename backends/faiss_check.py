@@ -43,24 +43,18 @@ def _missing(store: Any, slots: np.ndarray, progress: Callable[[int], None] | No
 def check(store: Any, *, repair: bool = False, progress: Callable[[int], None] | None = None) -> CheckReport:
     """Compare every stored record with what the index returns; with ``repair``, rebuild and retry."""
     store._refresh()
-    store._state.acquire_read()
-    try:
+    with store._state.reading():
         cols = store._view.cols
         live = np.flatnonzero(cols.alive[: cols.n])
         lost = _missing(store, live, progress) if len(live) else []
         ids = cols.ids[lost].tolist()
-    finally:
-        store._state.release_read()
     if not (repair and ids):
         return CheckReport(stored=len(live), unsearchable=ids, repaired=[], still_unsearchable=ids)
     with store._writing():
         store._compact(store._view.spec)
-    store._state.acquire_read()
-    try:
+    with store._state.reading():
         slots = store._view.cols.slots_for(ids)
         still = store._view.cols.ids[_missing(store, np.array(sorted(slots.values()), dtype=np.int64), None)].tolist()
-    finally:
-        store._state.release_read()
     gone = set(still)
     return CheckReport(stored=len(live), unsearchable=ids, repaired=[i for i in ids if i not in gone],
                        still_unsearchable=still)

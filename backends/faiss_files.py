@@ -252,6 +252,14 @@ class StateLock:
         self.readers.discard(threading.get_ident())
 
     @contextmanager
+    def reading(self) -> Iterator[None]:
+        self.acquire_read()
+        try:
+            yield
+        finally:
+            self.release_read()
+
+    @contextmanager
     def write(self) -> Iterator[None]:
         with self._one_writer:
             self.writer = True

@@ -246,11 +246,8 @@ class FaissStore(VectorStore):
         path = self._index_path(view.epoch)
         if fi.is_current(path, view.epoch, view.spec, view.index.ntotal):
             return  # another process saved as much or more
-        self._state.acquire_read()
-        try:
+        with self._state.reading():
             fi.save(path, view.index, fi.header_for(view.epoch, view.spec, view.index))
-        finally:
-            self._state.release_read()
 
     # ------------------------------------------------------------------ writes
     @contextmanager
@@ -371,15 +368,12 @@ class FaissStore(VectorStore):
     # ------------------------------------------------------------------ reads
     def _get(self, ids: list[str]) -> list[Record]:
         self._refresh()
-        self._state.acquire_read()
-        try:
+        with self._state.reading():
             view = self._view
             found = view.cols.slots_for(ids)
             rows = view.vectors.rows(view.cols.n)
             metas = view.cols.metadata(list(found.values()))
             return [Record(i, np.array(rows[s]), m) for (i, s), m in zip(found.items(), metas)]
-        finally:
-            self._state.release_read()
 
     def _count(self) -> int:
         self._refresh()
@@ -387,12 +381,9 @@ class FaissStore(VectorStore):
 
     def _ids(self) -> list[str]:  # the live slots of the in-memory id column
         self._refresh()
-        self._state.acquire_read()
-        try:
+        with self._state.reading():
             cols = self._view.cols
             return cols.ids[:cols.n][cols.alive[:cols.n]].tolist()
-        finally:
-            self._state.release_read()
 
     def _search(self, queries: np.ndarray, k: int, flt: dict[str, Any] | None) -> list[list[Hit]]:
         # _refresh's test and StateLock.acquire_read / release_read written out: after a graph walk
@@ -441,9 +432,6 @@ class FaissStore(VectorStore):
         return collection_names(Path(path).expanduser() if path else data_dir() / "faiss")
 
     def _index_size(self) -> int | None:
-        self._state.acquire_read()
-        try:
+        with self._state.reading():
             return int(faiss.serialize_index(self._view.index).nbytes)
-        finally:
-            self._state.release_read()
 
