@@ -148,15 +148,16 @@ class PgVectorStore(VectorStore):
 
     @converts_errors("upsert")
     def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
-        """Two batches or more go over ``load_streams`` connections at once (each batch still its
-        own transaction); into an empty collection, EMPTY_FAST_PATH_MIN_ROWS rows or more, the filter
-        btrees are dropped first and built once afterwards (in bulk, far cheaper than row by row; if
-        the load is cut off, the next open of the collection makes them)."""
+        """Two batches or more go over ``load_streams`` connections at once, each batch still its own
+        transaction (a call with fewer batches than streams is cut into one batch per stream, so
+        every stream works and the last commit waits on a smaller batch); into an empty collection,
+        EMPTY_FAST_PATH_MIN_ROWS rows or more, the filter btrees are dropped first and built once
+        afterwards (in bulk; if the load is cut off, the next open of the collection makes them)."""
         with self._lock:
             if self._streams < 2 or len(ids) <= batch_size:
                 return super()._upsert_all(ids, mat, metas, batch_size)
-            batches = ((ids[s:s + batch_size], mat[s:s + batch_size], metas[s:s + batch_size])
-                       for s in range(0, len(ids), batch_size))
+            size = min(batch_size, -(-len(ids) // self._streams))  # at least one batch per stream
+            batches = ((ids[s:s + size], mat[s:s + size], metas[s:s + size]) for s in range(0, len(ids), size))
             rebuild = len(ids) >= EMPTY_FAST_PATH_MIN_ROWS and pg_load.is_empty(self._c(), self._n)
             if rebuild:
                 pg_schema.drop_filter_indexes(self._c(), self._n)
