@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vecface.store import VectorStore
 from vecface.types import Exact, IVFFlat
 
 from . import metrics
@@ -68,7 +69,9 @@ def sweep_phase(run: dict[str, Any], store, handles: list, spec, queries, gt, cf
 
 def filtered_phase(run: dict[str, Any], store, spec, queries, gt, cfg, set_knob, progress) -> None:
     """Fill ``run["filtered"]``: each filter case at the sweep's operating point (or the knob's default
-    when there was no sweep), once per filter strategy of the backend, against the filtered ground truth."""
+    when there was no sweep), once per filter strategy of the backend, against the filtered ground
+    truth; then, where the backend has per-value filter indexes (pgvector's partial indexes), once
+    more with one built for each case's value (strategy "<default> + filter index"), dropped after."""
     if not gt.filtered:
         return
     label = f"{run['backend']}/{spec.kind}"
@@ -78,27 +81,43 @@ def filtered_phase(run: dict[str, Any], store, spec, queries, gt, cfg, set_knob,
     qs = queries[: min(cfg.filter_queries, cfg.exact_queries if isinstance(spec, Exact) else len(queries))]
     strategies = list(store.filter_strategies) or [None]
     cases = [(case, tag) for case, (tag, _) in FILTER_CASES.items() if case in gt.filtered]
+    indexed = not isinstance(spec, Exact) and type(store).build_filter_index is not VectorStore.build_filter_index
+    passes = len(strategies) + indexed
+
+    def case_entry(case: str, tag: str, strategy: str | None, tick) -> dict[str, Any]:
+        fi, fd = gt.filtered[case]
+        flt = {"tag": tag}
+        lat, ids, dists, plain = beside_unfiltered(store, qs, cfg.k, flt, tick, cfg.point_budget_s / 2,
+                                                   min(20, len(qs)))
+        nq = len(ids)
+        entry = {"case": case, "filter": flt, "share": gt.filter_share.get(case), "param": param,
+                 "value": value, "strategy": strategy, "queries": nq,
+                 "recall": metrics.recall_by_id(ids, fi[:nq], cfg.k),
+                 "recall_tolerant": metrics.recall_tolerant(dists, fd[:nq], cfg.k),
+                 "latency_ms": metrics.percentiles_ms(lat),
+                 "unfiltered_latency_ms": metrics.percentiles_ms(plain)}
+        entry["vs_unfiltered_p50"] = entry["latency_ms"]["p50"] / entry["unfiltered_latency_ms"]["p50"]
+        if cfg.keep_answers:
+            entry["answers"] = {"ids": ids, "distances": dists}
+        return entry
+
     with progress.task(f"{label}: filtered search (50%/10%/1% of rows, {param or 'exact'}={value}"
-                       f"{', strategies ' + '/'.join(strategies) if strategies != [None] else ''})",
-                       len(qs) * len(cases) * len(strategies)) as tick:
+                       f"{', strategies ' + '/'.join(strategies) if strategies != [None] else ''}"
+                       f"{', then with a filter index per value' if indexed else ''})",
+                       len(qs) * len(cases) * passes) as tick:
         for strategy in strategies:
             set_knob([store], spec.kind, value, strategy)
             for case, tag in cases:
-                fi, fd = gt.filtered[case]
-                flt = {"tag": tag}
-                lat, ids, dists, plain = beside_unfiltered(store, qs, cfg.k, flt, tick, cfg.point_budget_s / 2,
-                                                           min(20, len(qs)))
-                nq = len(ids)
-                entry = {"case": case, "filter": flt, "share": gt.filter_share.get(case), "param": param,
-                         "value": value, "strategy": strategy, "queries": nq,
-                         "recall": metrics.recall_by_id(ids, fi[:nq], cfg.k),
-                         "recall_tolerant": metrics.recall_tolerant(dists, fd[:nq], cfg.k),
-                         "latency_ms": metrics.percentiles_ms(lat),
-                         "unfiltered_latency_ms": metrics.percentiles_ms(plain)}
-                entry["vs_unfiltered_p50"] = entry["latency_ms"]["p50"] / entry["unfiltered_latency_ms"]["p50"]
-                if cfg.keep_answers:
-                    entry["answers"] = {"ids": ids, "distances": dists}
-                run["filtered"].append(entry)
+                run["filtered"].append(case_entry(case, tag, strategy, tick))
+        if indexed:
+            set_knob([store], spec.kind, value)
+            for case, tag in cases:
+                store.build_filter_index("tag", tag)
+                try:
+                    run["filtered"].append(case_entry(case, tag, f"{strategies[0] or 'default'} + filter index",
+                                                      tick))
+                finally:
+                    store.drop_filter_index("tag", tag)
     set_knob([store], spec.kind, value)
 
 

@@ -248,6 +248,16 @@ class VectorStore(abc.ABC):
         self._build_index(spec)
         self._index = spec
 
+    def build_filter_index(self, column: str, value: str) -> None:
+        """A vector index over only the rows whose metadata ``column`` equals ``value``, searched
+        whenever a filter asks for exactly that value (the engines' advice for a low-cardinality
+        filter: pgvector's partial indexes). Raises UnsupportedOperation where the backend has none."""
+        raise UnsupportedOperation(f"the {self.backend} backend has no per-value filter indexes")
+
+    def drop_filter_index(self, column: str, value: str) -> bool:
+        """Drop the filter index of ``column = value``; whether there was one."""
+        raise UnsupportedOperation(f"the {self.backend} backend has no per-value filter indexes")
+
     def set_query_params(self, ef_search: int | None = None, probes: int | None = None,
                          filter_strategy: str | None = None) -> None:
         """Query-time knobs for the index already built: HNSW ``ef_search``, IVFFlat ``probes``, and
