@@ -258,6 +258,11 @@ class VectorStore(abc.ABC):
         """Drop the filter index of ``column = value``; whether there was one."""
         raise UnsupportedOperation(f"the {self.backend} backend has no per-value filter indexes")
 
+    @property
+    def filter_indexes(self) -> list[tuple[str, str]]:
+        """(column, value) of each filter index the collection has (none where the backend has none)."""
+        return []
+
     def set_query_params(self, ef_search: int | None = None, probes: int | None = None,
                          filter_strategy: str | None = None) -> None:
         """Query-time knobs for the index already built: HNSW ``ef_search``, IVFFlat ``probes``, and

@@ -16,6 +16,7 @@ from ..errors import VecfaceError
 from .common import EXIT_ERROR, show_error
 from .check import check_cmd
 from .eval import eval_cmd
+from .index import index_cmd
 from .info import backends_cmd, collections_cmd, drop_cmd
 from .ingest import ingest_cmd
 from .people import people_app
@@ -48,6 +49,7 @@ def main(
 
 app.command("ingest")(ingest_cmd)
 app.command("search")(search_cmd)
+app.command("index")(index_cmd)
 app.command("serve")(serve_cmd)
 app.command("backends")(backends_cmd)
 app.command("collections")(collections_cmd)
