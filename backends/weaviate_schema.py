@@ -93,7 +93,7 @@ def where(flt: Mapping[str, list[str] | Range] | None):
 #: an exact scan of those objects instead (Weaviate's default cutoff: 40,000). Measured on 50,000
 #: objects, HNSW m16/efc64, ef 40 (README, Weaviate "Filtered search"): the scan costs about 0.4 us
 #: per object at 128-d and 0.55-0.85 us at 512-d -- mostly per-object work, not the floats -- next to
-#: an unfiltered search of 1.5-2 ms, so 5,000 objects scanned take 2.3-2.8x the unfiltered time at
+#: an unfiltered search of 1.5-2 ms, so 5,000 objects scanned take 2-2.8x the unfiltered time at
 #: either dimension and 25,000 take 6-8x. The graph does no better with a filter keeping 10% (ACORN
 #: recall 0.77-0.80 at 2x, sweeping 0.95 at 4x), but is within 1.7x at recall >= 0.91 (sweeping)
 #: once it keeps 39%. So vecface scans at most MAX_FLAT_SCAN objects, and at most FLAT_SCAN_FLOATS
