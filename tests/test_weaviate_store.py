@@ -295,7 +295,10 @@ def test_the_flat_search_cutoff_rule_reaches_a_collection_made_with_another(open
     x = clustered(200, 128, seed=4)
     s.upsert_arrays([f"i{i}" for i in range(200)], x, [{"tag": "a" if i % 4 == 0 else "b"} for i in range(200)])
     s.build_index("hnsw")
-    cutoff = lambda st: st._coll().config.get().vector_config["default"].vector_index_config.flat_search_cutoff  # noqa: E731
+
+    def cutoff(store):
+        return store._coll().config.get().vector_config["default"].vector_index_config.flat_search_cutoff
+
     assert cutoff(s) == weaviate_schema.flat_search_cutoff(128) == 10_000
     s._coll().config.update(vector_config=Reconfigure.Vectors.update(
         name="default", vector_index_config=Reconfigure.VectorIndex.hnsw(flat_search_cutoff=39_062)))
