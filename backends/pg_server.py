@@ -89,8 +89,20 @@ def postmaster(pgdata: Path) -> Postmaster | None:
 
 
 def postmasters_on(pgdata: Path) -> list[int]:
-    """Every postmaster working on ``pgdata`` (by its ``-D`` argument), recorded or not."""
-    return _server.processes_on("postgres", pgdata, arg="-D")
+    """Every postmaster working on ``pgdata`` (by its ``-D`` argument), recorded or not. A backend
+    the postmaster has just forked shows its parent's command line until it sets its own title; it
+    is told apart by its parent, one of these processes (signalling it, as a stray postmaster,
+    cancelled a client's connection while it was being made)."""
+    found = _server.processes_on("postgres", pgdata, arg="-D")
+    return [p for p in found if _parent(p) not in found]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def settle(pgdata: Path) -> Postmaster | None:

@@ -104,3 +104,36 @@ def test_detached_start_outlives_its_users_and_stop_stops_it(tmp_path):
         assert pg_server.status(data).recorded is None and not pg_server.postmasters_on(pgdata)
     finally:
         pg_server.stop_server(data)
+
+
+def test_a_second_user_starting_up_never_cancels_another_users_new_connections(tmp_path):
+    """A backend that has just been forked still carries its postmaster's command line (``postgres
+    -D <pgdata>``) for a moment; a process that starts using the server (``settle``) must not take
+    it for a stray postmaster and signal it, which cancels that client's connection."""
+    data = tmp_path / "home"
+    pgdata = pg_server.pgdata_for(data)
+    uri = pg_server.acquire(data)
+    code = textwrap.dedent("""
+        import sys, time, psycopg
+        deadline, n = time.time() + 6, 0
+        while time.time() < deadline:
+            with psycopg.connect(sys.argv[1], connect_timeout=10) as conn:
+                conn.execute("SELECT 1")
+            n += 1
+        print(n, flush=True)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        deadline = time.time() + 6
+        while child.poll() is None and time.time() < deadline:
+            pg_server.settle(pgdata)  # what every process runs before it uses the server
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err[-2000:]
+        assert int(out) > 10  # it kept connecting all along
+        assert pg_server.postmasters_on(pgdata) == [pg_server.postmaster(pgdata).pid]
+    finally:
+        if child.poll() is None:
+            child.kill()
+        pg_server.release(data)
+        pg_server.stop_server(data)
