@@ -325,6 +325,22 @@ def test_load_into_an_empty_collection_over_several_streams(pg):
     assert s.count() == n and s.get("r5")[0].metadata == {}
 
 
+def test_a_batch_the_server_refuses_stops_the_streams_and_keeps_the_committed_batches(pg):
+    x = np.random.default_rng(2).normal(size=(1000, 4)).astype(np.float32)
+    ids = [f"r{i}" for i in range(1000)]
+    metas = [{"n": i} for i in range(1000)]
+    metas[650] = {"note": "a\x00b"}  # jsonb has no NUL character: the seventh batch is refused
+    s = pg("refused", dim=4, load_streams=2)
+    with pytest.raises(BackendError, match="Unicode"):
+        s.upsert_arrays(ids, x, metas, batch_size=100)
+    kept = {r.id for r in s.get(ids)}
+    assert "r650" not in kept and 0 < len(kept) <= 900  # whole batches: those the streams had committed
+    assert all(f"r{b * 100}" in kept for b in range(10) if any(f"r{b * 100 + i}" in kept for i in range(100)))
+    assert len(kept) % 100 == 0
+    assert s.upsert_arrays(ids[650:660], x[650:660], batch_size=5) == 10  # the streams still work
+    assert s.get("r650")[0].metadata == {}
+
+
 def test_load_streams_are_kept_and_reopened_when_the_server_closed_them(pg, admin):
     x = np.random.default_rng(1).normal(size=(900, 4)).astype(np.float32)
     ids = [f"r{i}" for i in range(900)]
