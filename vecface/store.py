@@ -358,11 +358,9 @@ class VectorStore(abc.ABC):
         raise UnsupportedOperation(f"the {self.backend} backend has no one-row-at-a-time insert path")
 
     def raw_loader(self, batch_size: int) -> Any:
-        """The engine's own bulk load without vecface, the baseline the bulk path is measured against:
-        a context manager that makes a scratch place shaped like this collection (never this
-        collection) and removes it on leaving; its value is called ``load(ids, vectors, metadata)``
-        (metadata may be None) and says what it does in ``load.method``. Raises
-        UnsupportedOperation where the backend has none."""
+        """The engine's own bulk load, the baseline of the bulk path: a context manager over a scratch
+        place shaped like this collection (removed on leaving) whose value is called ``load(ids,
+        vectors, metadata or None)`` and names itself in ``load.method``; UnsupportedOperation if none."""
         raise UnsupportedOperation(f"the {self.backend} backend has no raw bulk load baseline")
 
     def raw_searcher(self, k: int) -> Any:
