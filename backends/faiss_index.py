@@ -124,3 +124,23 @@ def load(path: Path) -> tuple[dict[str, Any], Any] | None:
     if index.ntotal != header.get("rows"):
         return None
     return header, index
+
+
+class RawAdd:
+    """The raw load baseline: FAISS's own ``index.add`` into a new in-memory flat index of the
+    collection's dimension and metric (nothing persisted, no ids or metadata kept); let go on leaving."""
+
+    method = "IndexFlat.add, in memory (nothing persisted, no metadata)"
+
+    def __init__(self, dim: int, metric: Metric):
+        self.dim, self.metric, self.index = dim, metric, None
+
+    def __enter__(self) -> "RawAdd":
+        self.index = faiss.IndexFlat(self.dim, self.metric.faiss_metric)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.index = None
+
+    def __call__(self, ids: Any, vectors: np.ndarray, metadata: Any) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))

@@ -403,6 +403,10 @@ class FaissStore(VectorStore):
         self._searcher.clear()
 
     # ------------------------------------------------------------------ measurement hooks
+    def raw_loader(self, batch_size: int) -> Any:
+        self._check_open()
+        return fi.RawAdd(self.dim, self.metric)
+
     def raw_searcher(self, k: int) -> Any:
         """FAISS's own ``index.search`` on this collection's index, same efSearch / nprobe, one thread."""
         self._check_open()
