@@ -248,20 +248,17 @@ class VectorStore(abc.ABC):
         self._build_index(spec)
         self._index = spec
 
+    #: (column, value) of each filter index the collection has (see :meth:`build_filter_index`)
+    filter_indexes: Sequence[tuple[str, str]] = ()
+
     def build_filter_index(self, column: str, value: str) -> None:
-        """A vector index over only the rows whose metadata ``column`` equals ``value``, searched
-        whenever a filter asks for exactly that value (the engines' advice for a low-cardinality
-        filter: pgvector's partial indexes). Raises UnsupportedOperation where the backend has none."""
+        """A vector index over only the rows whose ``column`` is ``value``, walked by a search filtered
+        on exactly that value (pgvector's partial indexes; elsewhere UnsupportedOperation)."""
         raise UnsupportedOperation(f"the {self.backend} backend has no per-value filter indexes")
 
     def drop_filter_index(self, column: str, value: str) -> bool:
         """Drop the filter index of ``column = value``; whether there was one."""
         raise UnsupportedOperation(f"the {self.backend} backend has no per-value filter indexes")
-
-    @property
-    def filter_indexes(self) -> list[tuple[str, str]]:
-        """(column, value) of each filter index the collection has (none where the backend has none)."""
-        return []
 
     def set_query_params(self, ef_search: int | None = None, probes: int | None = None,
                          filter_strategy: str | None = None) -> None:
