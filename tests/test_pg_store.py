@@ -164,8 +164,8 @@ def test_auto_strategy_is_exact_for_selective_filters_and_survives_stale_statist
     s.set_query_params(ef_search=40)
     want = pg_query.Settings(ef_search=40)
     assert s._searcher.plan(s._c(), {"tag": ["rare"]}, want) == (want, "exact")
-    # through the index, ef_search raised by EF_MARGIN / share (98% pass): a few more passing
-    # candidates than 40 unfiltered
+    # through the index, ef_search raised by EF_MARGIN / share (98% pass): as many passing
+    # candidates as 40 unfiltered
     settings, form = s._searcher.plan(s._c(), {"tag": ["common"]}, want)
     assert form == "index" and 40 * pg_query.EF_MARGIN <= settings.ef_search <= 40 * pg_query.EF_MARGIN / 0.95
     rare = [i for i in range(n) if tags[i] == "rare"]
