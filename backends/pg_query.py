@@ -178,6 +178,10 @@ class Searcher:
         """The rows changed: estimate the filters again."""
         self._estimates.clear()
 
+    def read_partials(self, conn: psycopg.Connection) -> None:
+        """Read the collection's partial vector indexes (:attr:`partials`) from the server again."""
+        self.partials = frozenset(pg_partial.listed(conn, self.n))
+
     def _text(self, conn: psycopg.Connection, k: int, flt: dict[str, Any] | None, form: str) -> str:
         """The statement of one FORMS entry: ``index`` the flat one (the index scan returns only
         the rows kept; ``partial`` the same with the filter's one value as a literal), ``planner``

@@ -129,7 +129,7 @@ class PgVectorStore(VectorStore):
             return None
         pg_schema.ensure_columns(self._c(), self._n)
         self._searcher = pg_query.Searcher(self._n, Metric.parse(row[1]).pg_operator)
-        self._searcher.partials = frozenset(pg_partial.listed(self._c(), self._n))
+        self._searcher.read_partials(self._c())
         return int(row[0]), Metric.parse(row[1]), spec_from_dict(row[2])
 
     @converts_errors("create")
@@ -223,7 +223,7 @@ class PgVectorStore(VectorStore):
                     m=pg_partial.method(spec, self.metric.pg_opclass, rows)))
                 c.execute(sql.SQL("ANALYZE {t}").format(t=self._n.table))
             pg_partial.rebuild_all(c, self._n, spec, self.metric.pg_opclass)
-            self._searcher.partials = frozenset(pg_partial.listed(c, self._n))
+            self._searcher.read_partials(c)
             c.execute(sql.SQL("UPDATE {c} SET index = %s WHERE name = %s").format(c=pg_schema.CATALOG),
                       (Jsonb(spec_to_dict(spec)), self.name))
             self._wrote()
@@ -238,7 +238,7 @@ class PgVectorStore(VectorStore):
         pg_partial.check(column, value, self._index)
         with self._lock:
             pg_partial.build(self._c(), self._n, column, value, self._index, self.metric.pg_opclass)
-            self._searcher.partials = frozenset(pg_partial.listed(self._c(), self._n))
+            self._searcher.read_partials(self._c())
 
     @converts_errors("filter index drop")
     def drop_filter_index(self, column: str, value: str) -> bool:
@@ -246,7 +246,7 @@ class PgVectorStore(VectorStore):
         self._check_open()
         with self._lock:
             dropped = pg_partial.drop(self._c(), self._n, column, value)
-            self._searcher.partials = frozenset(pg_partial.listed(self._c(), self._n))
+            self._searcher.read_partials(self._c())
         return dropped
 
     @property
