@@ -104,23 +104,31 @@ def apply(conn: psycopg.Connection, want: Settings, have: Settings | None) -> Se
     return want
 
 
-def _filter_sql(flt: dict[str, Any]) -> tuple[sql.Composable, list[Any]]:
-    parts: list[sql.Composable] = []
-    args: list[Any] = []
+def _conditions(flt: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(column, condition with ``{c}`` for the column, parameter value) of each part of a filter,
+    in the order of the statement's parameters."""
+    out: list[tuple[str, str, Any]] = []
     for col, cond in flt.items():
-        c = sql.Identifier(col)
         if isinstance(cond, Range):
             conv = timestamp if col == "taken" else float
             if cond.gte is not None:
-                parts.append(sql.SQL("{c} >= %s").format(c=c))
-                args.append(conv(cond.gte))
+                out.append((col, "{c} >= %s", conv(cond.gte)))
             if cond.lte is not None:
-                parts.append(sql.SQL("{c} <= %s").format(c=c))
-                args.append(conv(cond.lte))
+                out.append((col, "{c} <= %s", conv(cond.lte)))
         else:
-            parts.append(sql.SQL("{c} = ANY(%s)").format(c=c))
-            args.append(list(cond))
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), args
+            out.append((col, "{c} = ANY(%s)", list(cond)))
+    return out
+
+
+def _filter_args(flt: dict[str, Any]) -> list[Any]:
+    """The parameter values of :func:`_filter_sql`'s clause (per search: no SQL composed)."""
+    return [value for _, _, value in _conditions(flt)]
+
+
+def _filter_sql(flt: dict[str, Any]) -> sql.Composable:
+    """`` WHERE ...`` for a filter, its values as parameters (:func:`_filter_args`)."""
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+        sql.SQL(cond).format(c=sql.Identifier(col)) for col, cond, _ in _conditions(flt))
 
 
 def _frozen(args: list[Any]) -> tuple:
@@ -193,7 +201,7 @@ class Searcher:
             if form == "partial":
                 where = sql.SQL(" WHERE {c} = {v}").format(c=sql.Identifier(key[3][0]), v=sql.Literal(key[3][1]))
             else:
-                where = _filter_sql(flt)[0] if flt else sql.SQL("")
+                where = _filter_sql(flt) if flt else sql.SQL("")
             if form in ("index", "partial"):  # metadata as its JSON text: a Hit decodes it only when it is read
                 q = sql.SQL("SELECT id, embedding {op} %s AS d, metadata::text FROM {t}{w} ORDER BY d LIMIT {k}")
             else:
@@ -213,7 +221,7 @@ class Searcher:
         known = self._estimates.get(key)
         if known is not None and now - known[0] < ESTIMATE_TTL_S:
             return known[1], known[2]
-        where = _filter_sql(flt)[0]
+        where = _filter_sql(flt)
         rows = _planned_rows(conn, sql.SQL("SELECT 1 FROM {t}{w}").format(t=self.n.table, w=where), args)
         total = max(1.0, _planned_rows(conn, sql.SQL("SELECT 1 FROM {t}").format(t=self.n.table), []))
         if len(self._estimates) >= _MAX_ESTIMATES:
@@ -236,7 +244,7 @@ class Searcher:
             return want, "partial"
         if not flt or want.strategy != "auto":
             return want, "index"
-        rows, total = self.share(conn, flt, _filter_sql(flt)[1])
+        rows, total = self.share(conn, flt, _filter_args(flt))
         if rows <= EXACT_MAX_ROWS or rows <= EXACT_MAX_SHARE * total:
             return want, "exact"
         ef = min(MAX_EF_SEARCH, math.ceil(want.ef_search * EF_MARGIN * total / max(rows, 1.0)))
@@ -251,7 +259,7 @@ class Searcher:
         vectors = encode(queries)
         if not flt:
             return [cur.execute(text, (q,), prepare=True).fetchall() for q in vectors]
-        args = _filter_sql(flt)[1]
+        args = _filter_args(flt)
         own = [] if form == "partial" else args  # a partial index's statement holds its value
         out = []
         for q in vectors:
