@@ -309,6 +309,7 @@ class FaissStore(VectorStore):
             view.gen = gen
             self._searcher.clear()
         self._stamp.bump()  # other processes see each batch as it commits
+        self._seen_stamp = self._stamp.read()  # this one has it already (no other writer can commit)
 
     def _delete(self, ids: list[str]) -> int:
         with self._writing() as view:

@@ -105,3 +105,34 @@ def test_searches_in_threads_while_another_thread_writes(tmp_path, spec):
                 t.join(timeout=10)
         assert not errors, errors[0]
         assert s.count() == 3000
+
+
+def test_a_search_during_a_many_batch_call_does_not_wait_for_its_end(tmp_path, monkeypatch):
+    """A search in another thread of the writing process, made while one upsert call of several
+    batches is still committing, answers from the batches applied so far instead of waiting for the
+    call (and its hold on the journal) to end."""
+    from vecface.backends import faiss_journal
+
+    x = clustered(500, DIM, seed=22)
+    real, calls, answers = faiss_journal.Journal.append_batch, [], []
+    with vecface.open_store("faiss", "c", DIM, "cosine", path=tmp_path) as s:
+        stamp0 = s._stamp.count[0]
+
+        def third_searches(self, start, batch):
+            calls.append(start)
+            if len(calls) == 3:  # batches 1 and 2 committed; wait until the first is applied
+                give_up = time.monotonic() + 10
+                while s._stamp.count[0] == stamp0 and time.monotonic() < give_up:
+                    time.sleep(0.001)
+                t = threading.Thread(target=lambda: answers.append((s.count(), s.search(x[0], 3))))
+                t.start()
+                t.join(timeout=10)
+                assert not t.is_alive(), "the search waited for the whole upsert call"
+            return real(self, start, batch)
+
+        monkeypatch.setattr(faiss_journal.Journal, "append_batch", third_searches)
+        s.upsert_arrays([f"a{i}" for i in range(500)], x, batch_size=100)
+        monkeypatch.undo()
+        n, hits = answers[0]
+        assert n in (100, 200) and hits[0].id == "a0"
+        assert s.count() == 500
