@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .collection_info import stored_spec
+from .collection_info import spec_of
 from .errors import InvalidArgument, UnknownRecord, UnsupportedOperation
 from .grouping import check_threshold, cluster, representative, threshold_for
 from .store import VectorStore
@@ -79,30 +79,38 @@ def _ordered(people: list[Person]) -> list[Person]:
     return sorted(people, key=lambda p: (-p.faces, _number(p.id)))
 
 
+def _info(store: VectorStore) -> dict[str, Any]:
+    """The store's description, read once per operation (a round trip on a server backend); empty
+    where the backend keeps no description."""
+    try:
+        return store.info
+    except UnsupportedOperation:
+        return {}
+
+
+def _people(info: Mapping[str, Any]) -> list[Person]:
+    """The people kept in a store's description ``info``."""
+    raw = info.get(INFO_KEY) or []
+    return _ordered([Person.from_dict(d) for d in raw if isinstance(d, Mapping) and d.get("id")])
+
+
 def _stored(store: VectorStore) -> list[Person]:
     """The people kept in the store's description (none where the backend keeps no description)."""
-    try:
-        raw = store.info.get(INFO_KEY) or []
-    except UnsupportedOperation:
-        return []
-    return _ordered([Person.from_dict(d) for d in raw if isinstance(d, Mapping) and d.get("id")])
+    return _people(_info(store))
 
 
 def _save(store: VectorStore, people: list[Person]) -> None:
     """Make ``people`` the collection's whole list, in its description (other keys kept)."""
     info = store.info
     info[INFO_KEY] = [p.to_dict() for p in people]
-    info[NEXT_KEY] = max([int(info.get(NEXT_KEY) or 1)] + [_number(p.id) + 1 for p in people])
+    info[NEXT_KEY] = _next_number(info, [p.id for p in people])
     store.set_info(info)
 
 
-def _next_number(store: VectorStore, ids: Iterable[str] = ()) -> int:
-    """The number of the next new person: past every id given so far (kept in the store) and ``ids``."""
-    try:
-        given = int(store.info.get(NEXT_KEY) or 1)
-    except UnsupportedOperation:
-        given = 1
-    return max([given] + [_number(i) + 1 for i in ids])
+def _next_number(info: Mapping[str, Any], ids: Iterable[str] = ()) -> int:
+    """The number of the next new person: past every id given so far (kept in the store's
+    description ``info``) and ``ids``."""
+    return max([int(info.get(NEXT_KEY) or 1)] + [_number(i) + 1 for i in ids])
 
 
 # ---------------------------------------------------------------- reading and writing faces
@@ -165,12 +173,12 @@ def _summarise(faces: Faces, names: dict[str, str | None]) -> list[Person]:
     return _ordered(people)
 
 
-def _threshold(store: VectorStore, threshold: float | None, faces: Faces) -> float:
+def _threshold(info: Mapping[str, Any], threshold: float | None, faces: Faces) -> float:
     """The threshold asked for, else the default of the collection's embedder: the one its own
-    description in the store names, else the one most of its face records name."""
+    description in the store (``info``) names, else the one most of its face records name."""
     if threshold is not None:
         return check_threshold(threshold)
-    spec = stored_spec(store)
+    spec = spec_of(info)
     kinds = Counter(m.get("embedder") for m in faces.metadata if m.get("embedder"))
     return threshold_for(spec.kind if spec is not None else (kinds.most_common(1)[0][0] if kinds else None))
 
@@ -198,11 +206,12 @@ class GroupReport:
 def group(store: VectorStore, *, threshold: float | None = None, fresh: bool = False) -> GroupReport:
     """Group every face of ``store``'s collection into people (see the module docstring)."""
     faces = load_faces(store)
-    threshold = _threshold(store, threshold, faces)
-    names = {p.id: p.name for p in _stored(store)}
+    info = _info(store)
+    threshold = _threshold(info, threshold, faces)
+    names = {p.id: p.name for p in _people(info)}
     free = [r for r, m in enumerate(faces.metadata) if not m.get("person_fixed")]
     labels = cluster(faces.vectors[free], threshold) if free else np.zeros(0, dtype=np.int64)
-    next_id = _next_number(store, list(names) + [m.get("person") or "" for m in faces.metadata])
+    next_id = _next_number(info, list(names) + [m.get("person") or "" for m in faces.metadata])
     changes: dict[int, dict[str, Any]] = {}
     for lab in range(int(labels.max()) + 1 if len(labels) else 0):
         members = [free[i] for i in np.flatnonzero(labels == lab)]
@@ -221,11 +230,12 @@ def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *,
     their nearest grouped face within the threshold; group the rest among themselves into new
     people, and recount everyone. Does nothing where the collection has no people yet (run
     :func:`group` first). Returns {face id: person id} for the faces it assigned."""
-    known = _stored(store)
+    info = _info(store)
+    known = _people(info)
     if not known:
         return {}
     faces = load_faces(store, ids)
-    threshold = _threshold(store, threshold, faces)
+    threshold = _threshold(info, threshold, faces)
     todo = [r for r, m in enumerate(faces.metadata) if not m.get("person") and not m.get("person_fixed")]
     changes: dict[int, dict[str, Any]] = {}
     if todo:
@@ -234,7 +244,7 @@ def assign_new(store: VectorStore, ids: Sequence[str] | None = None, *,
             if found and found[0].distance <= threshold:
                 changes[r] = {"person": found[0].metadata.get("person")}
         rest = [r for r in todo if r not in changes]
-        next_id = _next_number(store, [p.id for p in known])
+        next_id = _next_number(info, [p.id for p in known])
         labels = cluster(faces.vectors[rest], threshold) if rest else np.zeros(0, dtype=np.int64)
         for r, lab in zip(rest, labels.tolist()):
             changes[r] = {"person": f"p{next_id + lab}"}
@@ -313,7 +323,8 @@ def unassign(store: VectorStore, face_ids: Sequence[str]) -> int:
 
 def split(store: VectorStore, face_ids: Sequence[str]) -> Person:
     """Make the given faces a new person of their own (kept apart when grouping again)."""
-    pid = f"p{_next_number(store, [p.id for p in _stored(store)])}"
+    info = _info(store)
+    pid = f"p{_next_number(info, [p.id for p in _people(info)])}"
     return next(p for p in _move(store, face_ids, pid)[1] if p.id == pid)
 
 
