@@ -185,12 +185,10 @@ class Columns:
     def slots_for(self, ids: Sequence[str]) -> dict[str, int]:
         return {i: s for i in ids if (s := self.slot_of.get(i)) is not None}
 
-    def mask(self, flt: Mapping[str, list[str] | Range] | None) -> np.ndarray | None:
-        """Slots that pass the filter and are alive; None when every used slot would pass."""
-        if not flt:
-            return None if self.alive_count == self.n else self.alive[: self.n].copy()
+    def mask(self, flt: Mapping[str, list[str] | Range] | None) -> np.ndarray:
+        """Slots that pass the filter (every slot when there is none) and are alive."""
         keep = self.alive[: self.n].copy()
-        for field, cond in flt.items():
+        for field, cond in (flt or {}).items():
             if isinstance(cond, Range):
                 col = self.nums[: self.n, RANGE_FIELDS.index(field)]
                 with np.errstate(invalid="ignore"):

@@ -221,7 +221,7 @@ class Searcher:
     def search(self, view: Any, qp: Any, metric: Metric, queries: np.ndarray, k: int,
                flt: dict[str, Any] | None) -> list[list[Hit]]:
         cols = view.cols
-        if flt is None and cols.alive_count == cols.n:  # the common case, first and shortest
+        if not flt and cols.alive_count == cols.n:  # the common case, first and shortest
             kk = min(k, cols.n)
             if kk == 0:
                 return [[] for _ in range(len(queries))]
@@ -239,23 +239,20 @@ class Searcher:
             else:
                 dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
             return self._hits(cols, dist, labels, metric)
+        # a filter, or dead slots: a bitmap of the slots that may be returned
         key = json.dumps(flt, sort_keys=True, default=lambda r: [r.gte, r.lte]) if flt else None
-        sel = self._selection(cols, key, flt) if (flt or cols.dead) else None
-        kk = min(k, cols.alive_count if sel is None else sel.count)  # never allocate for more
+        sel = self._selection(cols, key, flt)
+        kk = min(k, sel.count)  # never allocate for more
         if kk == 0:
             return [[] for _ in range(len(queries))]
-        if sel is None:
-            params = self._params(view, qp, kk)[0]
-            dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
+        cost = visits(view.index, view.spec, qp.ef_search, qp.probes)
+        how = choose(qp.filter_strategy, sel.count, cols.n, cost, kk, view.spec, qp.ef_search)
+        if how == "exact":
+            sub = self._subset(view, key, sel, metric)
+            dist, labels = on_this_thread(lambda: exact_scan(
+                view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, metric), len(queries))
         else:
-            cost = visits(view.index, view.spec, qp.ef_search, qp.probes)
-            how = choose(qp.filter_strategy, sel.count, cols.n, cost, kk, view.spec, qp.ef_search)
-            if how == "exact":
-                sub = self._subset(view, key, sel, metric)
-                dist, labels = on_this_thread(lambda: exact_scan(
-                    view.index, view.spec, sub, view.vectors.rows, queries, kk, sel, metric), len(queries))
-            else:
-                dist, labels = self._index_search(view, qp, queries, kk, sel, how)
+            dist, labels = self._index_search(view, qp, queries, kk, sel, how)
         return self._hits(cols, dist, labels, metric)
 
     def _params(self, view: Any, qp: Any, k: int) -> tuple[Any, bool]:
@@ -288,11 +285,10 @@ class Searcher:
         dist[rows], labels[rows] = on_this_thread(lambda: view.index.search(sub, k, params=params), len(sub))
         return dist, labels
 
-    def _selection(self, cols: Any, key: str | None, flt: dict[str, Any] | None) -> Selection | None:
+    def _selection(self, cols: Any, key: str | None, flt: dict[str, Any] | None) -> Selection:
         sel = self.cache.get(("sel", key))
         if sel is None:
-            mask = cols.mask(flt)
-            sel = self.cache[("sel", key)] = Selection(mask) if mask is not None else None
+            sel = self.cache[("sel", key)] = Selection(cols.mask(flt))
         return sel
 
     def _subset(self, view: Any, key: str | None, sel: Selection, metric: Metric) -> Subset | None:
