@@ -1,6 +1,6 @@
 """The People view's API: the people of the served collection (``vecface people`` grouped them),
 a crop of each one's representative face, their faces in the collection, and renaming in place.
-Everything goes through :mod:`vecface.people`'s functions (``list_people``, ``resolve``, ``rename``:
+Everything goes through :mod:`vecface.people`'s functions (``list_people``, ``find``, ``rename``:
 the people are kept in the collection itself) and the query service.
 
 * ``GET /api/people`` every person: id, name, face count, URLs of their face and their photos;
@@ -48,14 +48,9 @@ def _person(p: people.Person) -> dict[str, Any]:
             "file": _basename(p.path), "face": url + "/face", "photos": url + "/photos"}
 
 
-def _find(svc: SearchService, who: str) -> people.Person:
-    """The person ``who`` (id or name); UnknownRecord (404) for nobody."""
-    return people.find(svc.store, who)
-
-
 def face(svc: SearchService, who: str) -> bytes:
     with svc.lock:
-        rep = _find(svc, who).representative
+        rep = people.find(svc.store, who).representative
         record = search.get_record(svc.store, rep) if rep else None
     if record is None:
         raise WebError(404, f"person {who!r} has no representative face; run vecface people again")
@@ -66,7 +61,7 @@ def photos(svc: SearchService, who: str, k: int | None = None) -> dict[str, Any]
     """Their faces in the collection as search hits: a search with their representative face's
     vector, filtered on the person (``k``: at most this many, default all of them up to MAX_K)."""
     with svc.lock:
-        p = _find(svc, who)
+        p = people.find(svc.store, who)  # UnknownRecord (404) for nobody
         k = min(k or p.faces, p.faces, MAX_K) or 1
         result = search.search_id(svc.store, p.representative, k, filter={"person": p.id}, include_self=True)
     query = {"mode": "person", "person": p.id, "name": p.name, "faces": p.faces}
