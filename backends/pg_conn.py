@@ -94,11 +94,16 @@ def close_connection(conn: psycopg.Connection | None, embedded: bool, data_dir: 
             pg_server.release(data_dir)
 
 
+def dsn_or_env(dsn: str | None) -> str | None:
+    """The PostgreSQL to use: ``dsn``, else $VECFACE_PG_DSN, else None (the embedded server)."""
+    return dsn or os.environ.get("VECFACE_PG_DSN") or None
+
+
 @contextlib.contextmanager
 def session(dsn: str | None, data_dir: Any) -> Iterator[psycopg.Connection]:
     """A connection for a few statements (:func:`open_connection`), closed afterwards, and the
-    embedded server released when it was the one used. ``dsn`` None: $VECFACE_PG_DSN, else embedded."""
-    conn, embedded, _ = open_connection(dsn or os.environ.get("VECFACE_PG_DSN") or None, data_dir)
+    embedded server released when it was the one used. ``dsn`` as :func:`dsn_or_env` reads it."""
+    conn, embedded, _ = open_connection(dsn_or_env(dsn), data_dir)
     try:
         yield conn
     finally:

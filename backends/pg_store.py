@@ -40,7 +40,7 @@ from vecface.store import VectorStore
 from vecface.types import Exact, Hit, IndexSpec, IVFFlat, Metric, Record, spec_from_dict, spec_to_dict
 
 from . import pg_load, pg_partial, pg_query, pg_schema, pg_server
-from .pg_conn import Router, converts_errors, session, versions
+from .pg_conn import Router, converts_errors, dsn_or_env, session, versions
 
 #: an upsert of at least this many rows into an empty collection builds the filter btrees after the load
 EMPTY_FAST_PATH_MIN_ROWS = 20_000
@@ -70,7 +70,7 @@ class PgVectorStore(VectorStore):
                  create: bool = True, dsn: str | None = None, data_dir: str | os.PathLike[str] | None = None,
                  maintenance_work_mem: str | None = None, read_dsns: Sequence[str] | None = None,
                  read_your_writes: bool = False, load_streams: int | None = None):
-        self._dsn_arg = dsn or os.environ.get("VECFACE_PG_DSN") or None
+        self._dsn_arg = dsn_or_env(dsn)
         self._read_dsns = list(read_dsns) if read_dsns is not None else _env_list("VECFACE_PG_READ_DSNS")
         if self._read_dsns and self._dsn_arg is None:
             raise InvalidArgument("read_dsns are standbys of a primary: give the primary's dsn too")
@@ -88,7 +88,7 @@ class PgVectorStore(VectorStore):
     # ------------------------------------------------------------------ connection
     @classmethod
     def probe(cls, dsn: str | None = None, data_dir: Any = None, **_: Any) -> str:
-        dsn = dsn or os.environ.get("VECFACE_PG_DSN") or None
+        dsn = dsn_or_env(dsn)
         with session(dsn, data_dir) as conn:
             v = converts_errors("probe")(versions)(conn)
         where = "embedded server, started on demand" if dsn is None else redact(dsn)
