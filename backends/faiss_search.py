@@ -343,17 +343,13 @@ class _Hit(Hit):
         self.similarity = similarity
         self._slot = slot
 
-    @property
+    @Hit.metadata.getter  # Hit's own setter kept
     def metadata(self) -> dict[str, Any]:
         try:
             return self._meta
         except AttributeError:
             meta = self._meta = json.loads(self._texts[self._slot])
             return meta
-
-    @metadata.setter
-    def metadata(self, value: dict[str, Any]) -> None:
-        self._meta = value
 
     def __reduce__(self) -> tuple:
         # pickled or copied as a plain Hit with its own metadata, never with every record's text
