@@ -331,7 +331,7 @@ async function init() {
   $("text-off").hidden = h.embedder.supports_text;
   $("text").disabled = !h.embedder.supports_text;
   await loadPeople();  // people.js: names for the person filter and the hits
-  showView(location.hash === "#people" ? "people" : "search");
+  showView();
   document.body.dataset.state = "ready";
 }
 
@@ -367,6 +367,6 @@ document.addEventListener("DOMContentLoaded", () => {
     FILTERS.forEach((id) => { $(id).value = ""; });
     filtersChanged();
   });
-  window.addEventListener("hashchange", () => showView(location.hash === "#people" ? "people" : "search"));
+  window.addEventListener("hashchange", showView);
   init();
 });

@@ -111,9 +111,10 @@ async function rename(p, input) {
   document.body.dataset.state = "renamed";
 }
 
-// the two views share the results column: Search (the query form) and People (the tiles)
-function showView(view) {
-  const people = view === "people";
+// the two views share the results column: Search (the query form) and People (the tiles), the one
+// the page's address says (#people, else Search)
+function showView() {
+  const people = location.hash === "#people";
   $("query").hidden = people;
   $("people-view").hidden = !people;
   $("tab-search").classList.toggle("active", !people);
