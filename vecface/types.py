@@ -266,10 +266,7 @@ def validate_name(name: str) -> str:
 def as_matrix(vectors: Any, dim: int, metric: Metric | None = None, what: str = "vector") -> np.ndarray:
     """Convert to a C-contiguous float32 (n, dim) array; check dimension and finiteness.
     For cosine, rows are L2-normalised (a zero vector has no direction and is rejected)."""
-    try:
-        arr = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise InvalidArgument(f"{what} is not numeric: {e}") from None
+    arr = _float32(vectors, what)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -298,13 +295,18 @@ def as_query(vector: Any, dim: int, metric: Metric, what: str = "query vector") 
             if metric is not Metric.COSINE or -_UNIT_SQUARE < sq - 1.0 < _UNIT_SQUARE:
                 return vector.reshape(1, dim)
             return (vector / math.sqrt(sq)).reshape(1, dim)
-    try:
-        arr = np.asarray(vector, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise InvalidArgument(f"{what} is not numeric: {e}") from None
+    arr = _float32(vector, what)
     if arr.ndim != 1:
         raise InvalidArgument(f"search takes one vector; use search_many for shape {arr.shape}")
     return as_matrix(arr, dim, metric, what)
+
+
+def _float32(vectors: Any, what: str) -> np.ndarray:
+    """``vectors`` as a float32 array; InvalidArgument when they are not numbers."""
+    try:
+        return np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument(f"{what} is not numeric: {e}") from None
 
 
 def _unit_rows(arr: np.ndarray, what: str) -> np.ndarray:
