@@ -199,8 +199,9 @@ class Hit:
     """One search result. ``distance``: smaller is closer (see :class:`Metric`).
 
     A plain ``__slots__`` object (a search makes k of them per query). ``metadata`` may be handed
-    over as the record's JSON text by a backend that keeps it encoded (FAISS): it is then decoded
-    the first time it is read, so a caller that only wants ids and distances never pays for it."""
+    over as the record's JSON text by a backend that keeps it encoded (Weaviate; FAISS's hits read
+    theirs from its columns by slot): it is then decoded the first time it is read, so a caller
+    that only wants ids and distances never pays for it."""
 
     __slots__ = ("id", "distance", "similarity", "_meta")
 
