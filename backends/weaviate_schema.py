@@ -107,23 +107,22 @@ def flat_search_cutoff(dim: int) -> int:
     return max(1000, min(MAX_FLAT_SCAN, FLAT_SCAN_FLOATS // max(1, dim)))
 
 
-def index_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None = None,
-                 dim: int | None = None):
+def index_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None, dim: int):
+    """The vector index of a new collection of dimension ``dim`` (HNSW: ``ef``, the filter strategy and
+    the dimension's :func:`flat_search_cutoff`)."""
     distance = VectorDistances(metric.weaviate_distance)
     if isinstance(spec, HNSW):
         from weaviate.classes.config import VectorFilterStrategy
 
-        extra: dict[str, Any] = {"filter_strategy": VectorFilterStrategy(filter_strategy)} if filter_strategy else {}
-        if dim:
-            extra["flat_search_cutoff"] = flat_search_cutoff(dim)
+        extra = {"filter_strategy": VectorFilterStrategy(filter_strategy)} if filter_strategy else {}
         return Configure.VectorIndex.hnsw(distance_metric=distance, max_connections=spec.m,
-                                          ef_construction=spec.ef_construction, ef=ef, **extra)
+                                          ef_construction=spec.ef_construction, ef=ef,
+                                          flat_search_cutoff=flat_search_cutoff(dim), **extra)
     assert isinstance(spec, Exact), spec
     return Configure.VectorIndex.flat(distance_metric=distance)
 
 
-def vector_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None = None,
-                  dim: int | None = None):
+def vector_config(metric: Metric, spec: IndexSpec, ef: int, filter_strategy: str | None, dim: int):
     return Configure.Vectors.self_provided(name=VECTOR,
                                            vector_index_config=index_config(metric, spec, ef, filter_strategy, dim))
 
