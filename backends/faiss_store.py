@@ -309,7 +309,8 @@ class FaissStore(VectorStore):
             view.gen = gen
             self._searcher.clear()
         self._stamp.bump()  # other processes see each batch as it commits
-        self._seen_stamp = self._stamp.read()  # this one has it already (no other writer can commit)
+        # this one has it already, and no other writer can commit: its searches need not catch up
+        self._seen_stamp, self._next_check = self._stamp.read(), time.monotonic() + _RECHECK_S
 
     def _delete(self, ids: list[str]) -> int:
         with self._writing() as view:
