@@ -55,11 +55,17 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    fields = proc_stat(pid)
+    return not fields or fields[0] != "Z"  # no /proc here: trust kill(0)
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent pid, ...; man 5
+    proc numbers them from 3); None where there is none (the process is gone, or no /proc)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc here: trust kill(0)
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
 
 
 def terminate(proc: subprocess.Popen | int, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> None:

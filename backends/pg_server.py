@@ -98,11 +98,8 @@ def postmasters_on(pgdata: Path) -> list[int]:
 
 
 def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
+    fields = _server.proc_stat(pid)
+    return int(fields[1]) if fields else None
 
 
 def settle(pgdata: Path) -> Postmaster | None:

@@ -77,10 +77,13 @@ def _cpu(pid: int | None) -> float:
     """CPU seconds (user + system) process ``pid`` has used so far; 0 without one. On a machine whose
     other jobs change how much CPU the server gets, CPU per object is the steadier figure: the
     server's indexing is CPU bound."""
+    from vecface.backends._server import proc_stat
+
     if pid is None:
         return 0.0
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
+    if fields is None:
+        raise ProcessLookupError(f"the server (pid {pid}) is gone")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
