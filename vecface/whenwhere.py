@@ -22,6 +22,7 @@ from .types import MAX_K, Hit
 from .filters import Range, epoch_seconds, normalise_filter
 
 EARTH_RADIUS_KM = 6371.0088  # the mean radius (IUGG)
+DEFAULT_KM = 50.0  # the radius of a search near a place when none is given
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -52,7 +53,7 @@ class Near:
 
     lat: float
     lon: float
-    km: float = 50.0
+    km: float = DEFAULT_KM
 
     def __post_init__(self):
         for name, value, limit in (("latitude", self.lat, 90), ("longitude", self.lon, 180)):
@@ -63,7 +64,7 @@ class Near:
                                   f"got {self.km!r}")
 
     @classmethod
-    def parse(cls, text: str, km: float = 50.0) -> "Near":
+    def parse(cls, text: str, km: float = DEFAULT_KM) -> "Near":
         """``"38.72,-9.14"`` (latitude, longitude in decimal degrees)."""
         parts = [p.strip() for p in str(text).split(",")]
         try:

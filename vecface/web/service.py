@@ -17,7 +17,7 @@ from ..embedders import Embedder
 from ..errors import InvalidArgument, UnknownRecord
 from ..store import VectorStore
 from ..types import Hit
-from ..whenwhere import Near
+from ..whenwhere import DEFAULT_KM, Near
 from .errors import WebError
 from .schemas import MAX_K, MAX_TAG, FiltersIn
 from .thumbs import THUMB_SIDE, thumbnail
@@ -110,7 +110,7 @@ class SearchService:
             return None, None
         if f.km is not None and not f.near:
             raise WebError(400, "km is the radius of near: give near=LAT,LON too")
-        near = Near.parse(f.near, 50.0 if f.km is None else f.km) if f.near else None
+        near = Near.parse(f.near, DEFAULT_KM if f.km is None else f.km) if f.near else None
         try:
             flt = search.query_filter(self.store, person=f.person, since=f.since, until=f.until, camera=f.camera,
                                       box=f.box)
