@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Query
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from .. import people, search
 from .errors import WebError
@@ -83,10 +82,9 @@ def add_routes(app: FastAPI, svc: SearchService) -> None:
 
     @app.get("/api/people/{person}/face", tags=["people"], response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}, 410: {"model": ErrorOut}})
-    async def person_face(person: str):
+    def person_face(person: str):
         """A JPEG crop of the person's representative face."""
-        data = await run_in_threadpool(face, svc, person)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+        return Response(face(svc, person), media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/people/{person}/photos", response_model=SearchOut, tags=["people"], responses=ERRORS)
     def person_photos(person: str, k: int = Query(None, ge=1, le=MAX_K)):
