@@ -158,9 +158,13 @@ class Router:
             self._last_lsn = str(self.primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
 
     # ---- reads
-    def run_read(self, fn: Callable[[psycopg.Connection, Any], Any], apply: Callable[[psycopg.Connection, Any], Any]) -> Any:
-        """Run ``fn(conn, settings)`` on the next live replica (or the primary). ``apply(conn, old)``
-        brings the connection's session settings up to date and returns what it applied."""
+    def run_read(self, fn: Callable[[psycopg.Connection], Any], apply: Callable[[psycopg.Connection, Any], Any]) -> Any:
+        """``fn(conn)``'s result on the next live standby that has caught up (read-your-writes), else
+        on the primary. Before it, ``apply(conn, old)`` brings the connection's session settings up
+        to date from ``old`` (what was last applied to that connection) and returns what it
+        applied, kept per connection. A standby that cannot be reached is set aside for
+        RETRY_DOWN_AFTER seconds; one that has not replayed the collection's table yet is skipped.
+        The primary's errors reach the caller."""
         for replica in self._candidates():
             try:
                 conn = self._replica_conn(replica)

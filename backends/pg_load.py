@@ -100,9 +100,8 @@ def copy_rows(conn: psycopg.Connection, target: sql.Composable, data: bytes) -> 
 class Writer:
     """Batches into one collection's table over one connection (see the module docstring)."""
 
-    def __init__(self, n: Names, dim: int):
+    def __init__(self, n: Names):
         self.n = n
-        self.dim = dim
         self.direct = True  # until a batch meets an existing id: then always the staging path
 
     def batch(self, conn: psycopg.Connection, data: bytes) -> None:
@@ -138,7 +137,7 @@ class Writer:
         errors: list[BaseException] = []
 
         def work(conn: psycopg.Connection) -> None:
-            writer = Writer(self.n, self.dim)
+            writer = Writer(self.n)
             try:
                 while (data := todo.get()) is not None:
                     if not errors:
@@ -170,7 +169,7 @@ def is_empty(conn: psycopg.Connection, n: Names) -> bool:
     return conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {t})").format(t=n.table)).fetchone()[0]
 
 
-def insert_one_by_one(conn: psycopg.Connection, n: Names, dim: int, ids: Sequence[str], vectors: np.ndarray,
+def insert_one_by_one(conn: psycopg.Connection, n: Names, ids: Sequence[str], vectors: np.ndarray,
                       metadata: Sequence[dict[str, Any]], tick: Callable[[int], Any] | None) -> str:
     """Row-by-row INSERTs in one transaction into the scratch table (``r_<name>``, dropped
     afterwards); ``tick(1)`` per row."""

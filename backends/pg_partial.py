@@ -100,14 +100,16 @@ def listed(conn: psycopg.Connection, n: Names) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def rebuild_all(conn: psycopg.Connection, n: Names, spec: IndexSpec, opclass: str) -> None:
+def rebuild_all(conn: psycopg.Connection, n: Names, spec: IndexSpec, opclass: str) -> list[tuple[str, str]]:
     """After the collection's index was rebuilt: every partial index again with ``spec``, or for an
-    exact collection (no vector index) none."""
-    for column, value in listed(conn, n):
+    exact collection (no vector index) none; the (column, value) of those there are now."""
+    have = listed(conn, n)
+    for column, value in have:
         if isinstance(spec, (HNSW, IVFFlat)):
             build(conn, n, column, value, spec, opclass)
         else:
             drop(conn, n, column, value)
+    return have if isinstance(spec, (HNSW, IVFFlat)) else []
 
 
 def matches(flt: dict[str, Any] | None, have: frozenset[tuple[str, str]]) -> tuple[str, str] | None:

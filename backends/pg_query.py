@@ -52,7 +52,7 @@ import math
 import struct
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import psycopg
@@ -186,9 +186,10 @@ class Searcher:
         """The rows changed: estimate the filters again."""
         self._estimates.clear()
 
-    def read_partials(self, conn: psycopg.Connection) -> None:
-        """Read the collection's partial vector indexes (:attr:`partials`) from the server again."""
-        self.partials = frozenset(pg_partial.listed(conn, self.n))
+    def read_partials(self, conn: psycopg.Connection, have: Iterable[tuple[str, str]] | None = None) -> None:
+        """Read the collection's partial vector indexes (:attr:`partials`) from the server again, or
+        take ``have``, a listing just read (``pg_partial.rebuild_all``'s)."""
+        self.partials = frozenset(pg_partial.listed(conn, self.n) if have is None else have)
 
     def _text(self, conn: psycopg.Connection, k: int, flt: dict[str, Any] | None, form: str) -> str:
         """The statement of one FORMS entry: ``index`` the flat one (the index scan returns only

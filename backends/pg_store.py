@@ -175,7 +175,7 @@ class PgVectorStore(VectorStore):
 
     def _writer(self) -> pg_load.Writer:
         if self._w is None:
-            self._w = pg_load.Writer(self._n, self.dim)
+            self._w = pg_load.Writer(self._n)
         return self._w
 
     def _stream_connections(self) -> list[psycopg.Connection]:
@@ -222,8 +222,7 @@ class PgVectorStore(VectorStore):
                     i=self._n.vector_index_local, t=self._n.table,
                     m=pg_partial.method(spec, self.metric.pg_opclass, rows)))
                 c.execute(sql.SQL("ANALYZE {t}").format(t=self._n.table))
-            pg_partial.rebuild_all(c, self._n, spec, self.metric.pg_opclass)
-            self._searcher.read_partials(c)
+            self._searcher.read_partials(c, pg_partial.rebuild_all(c, self._n, spec, self.metric.pg_opclass))
             c.execute(sql.SQL("UPDATE {c} SET index = %s WHERE name = %s").format(c=pg_schema.CATALOG),
                       (Jsonb(spec_to_dict(spec)), self.name))
             self._wrote()
@@ -363,7 +362,7 @@ class PgVectorStore(VectorStore):
                           tick: Any = None) -> str:
         self._check_open()
         with self._lock:
-            return pg_load.insert_one_by_one(self._c(), self._n, self.dim, ids, vectors,
+            return pg_load.insert_one_by_one(self._c(), self._n, ids, vectors,
                                              [dict(m) for m in metadata], tick)
 
     @converts_errors("raw load")
