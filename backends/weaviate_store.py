@@ -36,6 +36,7 @@ import json
 import math
 import re
 import threading
+from functools import cached_property
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -307,7 +308,7 @@ class WeaviateStore(VectorStore):
             self._cls = new
             self._ef = self._want_ef() if isinstance(spec, HNSW) else None
             self._fs = self._want_fs(spec)
-            self._cut = schema.flat_search_cutoff(self.dim) if isinstance(spec, HNSW) else None
+            self._cut = self._want_cut if isinstance(spec, HNSW) else None
             for cls in gens:
                 self._c().collections.delete(cls)
 
@@ -349,11 +350,15 @@ class WeaviateStore(VectorStore):
     def _want_fs(self, spec: IndexSpec) -> str | None:
         return (self._query.filter_strategy or self.filter_strategies[0]) if isinstance(spec, HNSW) else None
 
+    @cached_property
+    def _want_cut(self) -> int:  # the flatSearchCutoff of the dimension, once: a store keeps its dim
+        return schema.flat_search_cutoff(self.dim)
+
     @_op("setting query parameters")
     def _apply_query_params(self) -> None:
         if not isinstance(self._index, HNSW):
             return
-        want_ef, want_fs, want_cut = self._want_ef(), self._want_fs(self._index), schema.flat_search_cutoff(self.dim)
+        want_ef, want_fs, want_cut = self._want_ef(), self._want_fs(self._index), self._want_cut
         # the cutoff too: a collection made by an older vecface gets the current rule when next searched
         if (want_ef, want_fs, want_cut) != (self._ef, self._fs, self._cut):
             from weaviate.classes.config import VectorFilterStrategy
@@ -399,6 +404,11 @@ class WeaviateStore(VectorStore):
         with self._lock:
             self._apply_query_params()
         return measure.raw_searcher(self._coll(), k)
+
+    def raw_loader(self, batch_size: int) -> measure.RawImport:
+        """The raw client's best bulk load into a fresh collection like this one (:class:`.weaviate_measure.RawImport`)."""
+        self._check_open()
+        return measure.RawImport(self, batch_size)
 
     @_op("one-at-a-time insert", retry=False)
     def insert_one_by_one(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[Mapping[str, Any]],

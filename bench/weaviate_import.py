@@ -1,8 +1,10 @@
 """Weaviate load rate: the raw weaviate-client's ways of loading side by side with vecface's upsert.
 
-Standalone (not part of the bench harness). Every variant loads the same objects (vecface's own
-properties and vectors) into a fresh collection with the same HNSW index, built before the load,
-against the local server vecface starts in a temporary VECFACE_HOME, or VECFACE_WEAVIATE_URL.
+Standalone: ``vecface bench`` puts only the best raw way measured here (``insert_many``, 1,000
+objects per request, two at once: ``weaviate_measure.RawImport``, the same code as this script's
+``insert_many`` variants) beside vecface's load; this script compares all of them. Every variant
+loads the same objects (vecface's own properties and vectors) into a fresh collection with the same
+HNSW index, built before the load, against the local server vecface starts in a temporary VECFACE_HOME, or VECFACE_WEAVIATE_URL.
 Variants: vecface ``upsert_arrays`` with 1, 2 or 3 batch requests in flight (its default marked);
 the client's batch contexts ``fixed_size(size, concurrent_requests)``, ``dynamic()``,
 ``rate_limit()`` (made for vectorizer quotas; here set high enough not to limit) and server-side
@@ -28,8 +30,9 @@ import numpy as np
 
 def _variants(args) -> dict[str, Callable[[Any, list], None]]:
     """name -> load(collection, objects) with objects as (uuid, properties, vector)."""
-    from weaviate.classes.data import DataObject
+    from concurrent.futures import ThreadPoolExecutor
 
+    from vecface.backends import weaviate_measure as measure
     from vecface.backends.weaviate_schema import VECTOR
 
     def context(mode: str, **options):
@@ -42,20 +45,13 @@ def _variants(args) -> dict[str, Callable[[Any, list], None]]:
         return load
 
     def insert_many(size: int, conc: int = 1):
-        def send(coll, part):
-            res = coll.data.insert_many([DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in part])
-            assert not res.errors, list(res.errors.values())[:1]
-
+        """The raw bulk load the bench's load table shows (weaviate_measure.insert_many), ``conc``
+        requests at once."""
         def load(coll, objects):
-            parts = [objects[s:s + size] for s in range(0, len(objects), size)]
             if conc == 1:
-                for part in parts:
-                    send(coll, part)
-                return
-            from concurrent.futures import ThreadPoolExecutor
-
+                return measure.insert_many(coll, objects, size)
             with ThreadPoolExecutor(conc) as pool:
-                list(pool.map(lambda part: send(coll, part), parts))
+                measure.insert_many(coll, objects, size, pool)
         return load
 
     out: dict[str, Callable] = {}

@@ -257,6 +257,19 @@ def test_measurement_hooks(opened):
     assert s.count() == 200  # the baseline wrote elsewhere, and left nothing behind
     with pytest.raises(vecface.UnknownCollection):
         vecface.open_store("weaviate", f"{s.name}_one", create=False, **weaviate_measure.reopen_options(s))
+    opts = weaviate_measure.reopen_options(s)
+    with s.raw_loader(40) as load:  # the raw client's bulk load: a fresh collection shaped like this one
+        load([f"w{i}" for i in range(100)], x[:100], [{"tag": "u", "person": "p"}] * 100)
+        load(["w100"], x[100:101], None)
+        assert "insert_many" in load.method and "40 objects per request" in load.method
+        raw = vecface.open_store("weaviate", f"{s.name}_raw", create=False, **opts)
+        assert raw.count() == 101 and raw.index == s.index and (raw.dim, raw.metric) == (s.dim, s.metric)
+        assert [h.id for h in raw.search(x[5], k=1, filter={"person": "p"})] == ["w5"]  # typed properties too
+        assert raw.get("w100")[0].metadata == {}
+        raw.close()
+    assert s.count() == 200 and not s.get("w0")
+    with pytest.raises(vecface.UnknownCollection):
+        vecface.open_store("weaviate", f"{s.name}_raw", create=False, **opts)
 
 
 def test_filter_strategies_switch_and_both_filter_correctly(opened):
