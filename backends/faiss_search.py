@@ -49,6 +49,8 @@ SUBSET_CACHE_BYTES = 256 << 20
 #: batches of at most this many queries run on the calling thread alone (OpenMP start-up costs more)
 SERIAL_QUERIES = 4
 
+_F32, _I64, _ptr = np.float32, np.int64, faiss.swig_ptr
+
 
 class Selection:
     """A filter's mask as a FAISS bitmap selector (kept alive together with its bits)."""
@@ -227,15 +229,20 @@ class Searcher:
                 return [[] for _ in range(len(queries))]
             params, one_alone = self.cache.get(kk) or self._params(view, qp, kk)
             if one_alone and len(queries) == 1:
-                dist, labels = view.index.search(queries, kk, params=params)
+                # FAISS's search_c, which index.search calls after its Python-level checks and output
+                # allocation: the query is already a C-contiguous (1, d) float32 array (as_query,
+                # as_matrix), so those checks cost 4-5 us, a third of vecface's own time per search
+                dist, labels = np.empty((1, kk), _F32), np.empty((1, kk), _I64)
+                view.index.search_c(1, _ptr(queries), kk, _ptr(dist), _ptr(labels), params)
                 slots = labels.tolist()[0]
                 make = self._hit
                 if slots[-1] >= 0 and metric is Metric.COSINE and make._texts is cols.meta:
                     # one query's k cosine hits, _hits' own first case written out here: after the
                     # graph walk has evicted the caches each Python call costs 1-2 us, a tenth of
-                    # the whole budget of vecface's own time per search
-                    return [[make(i, 1.0 - x, x, s)
-                             for i, x, s in zip(cols.ids[labels].tolist()[0], dist.tolist()[0], slots)]]
+                    # the whole budget of vecface's own time per search; map calls the hit class
+                    # from C, without a comprehension's frame (about 0.8 us less)
+                    sims = dist.tolist()[0]
+                    return [list(map(make, cols.ids[labels].tolist()[0], [1.0 - x for x in sims], sims, slots))]
             else:
                 dist, labels = on_this_thread(lambda: view.index.search(queries, kk, params=params), len(queries))
             return self._hits(cols, dist, labels, metric)
