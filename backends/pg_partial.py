@@ -13,6 +13,13 @@ the index up to date as rows are written, like any other.
 Each index is named ``w_<collection>_<8 hex digits of its column and value>`` and carries its column
 and value as JSON in its comment, so a handle opening the collection finds them again;
 ``build_index`` rebuilds them with the new spec, ``Exact()`` drops them with the main index.
+
+Other handles (other processes too) learn of a build or drop by PostgreSQL's LISTEN / NOTIFY: each
+build and drop sends the collection's name on CHANNEL when it commits, and every open handle
+listens there on its primary connection (:class:`Watch`). Only a search whose filter a partial
+index could serve (one of COLUMNS, one value) looks for such news first, by reading whatever the
+server has already sent without waiting (no round trip), and reads the catalog again only when
+there is some; every other search pays nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from .pg_schema import INDEXED_FILTERS, SCHEMA, Names
 #: the filter columns a partial index may select on (text columns with a btree; ``taken`` is a range)
 COLUMNS = tuple(c for c in INDEXED_FILTERS if c != "taken")
 _COMMENT_KEY = "vecface_filter_index"
+#: the NOTIFY channel a build or drop announces its collection's name on (see Watch)
+CHANNEL = "vecface_filter_indexes"
 
 
 def check(column: Any, value: Any, spec: IndexSpec) -> None:
@@ -75,14 +84,24 @@ def build(conn: psycopg.Connection, n: Names, column: str, value: str, spec: Ind
             v=sql.Literal(value)))
         conn.execute(sql.SQL("COMMENT ON INDEX {i} IS {d}").format(
             i=sql.Identifier(SCHEMA, name), d=sql.Literal(json.dumps({_COMMENT_KEY: [column, value]}))))
+        _announce(conn, n)
 
 
 def drop(conn: psycopg.Connection, n: Names, column: str, value: str) -> bool:
     """Drop the partial index of ``column = value``; whether there was one."""
     name = _name(n, column, value)
-    existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{name}",)).fetchone()[0]
-    conn.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=sql.Identifier(SCHEMA, name)))
+    with conn.transaction():
+        existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{name}",)).fetchone()[0]
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {i}").format(i=sql.Identifier(SCHEMA, name)))
+        if existed:
+            _announce(conn, n)
     return bool(existed)
+
+
+def _announce(conn: psycopg.Connection, n: Names) -> None:
+    """Tell every listening handle (:class:`Watch`) that the collection's partial indexes changed
+    (sent when the transaction commits)."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, n.collection))
 
 
 def listed(conn: psycopg.Connection, n: Names) -> list[tuple[str, str]]:
@@ -112,11 +131,49 @@ def rebuild_all(conn: psycopg.Connection, n: Names, spec: IndexSpec, opclass: st
     return have if isinstance(spec, (HNSW, IVFFlat)) else []
 
 
-def matches(flt: dict[str, Any] | None, have: frozenset[tuple[str, str]]) -> tuple[str, str] | None:
-    """The (column, value) of a partial index that serves exactly this (normalised) filter, if any."""
-    if not have or not flt or len(flt) != 1:
+def candidate(flt: dict[str, Any] | None) -> tuple[str, str] | None:
+    """The (column, value) a partial index would need to serve exactly this (normalised) filter:
+    one of COLUMNS, one value; else None."""
+    if not flt or len(flt) != 1:
         return None
     (column, cond), = flt.items()
-    if isinstance(cond, list) and len(cond) == 1 and (column, cond[0]) in have:
+    if column in COLUMNS and isinstance(cond, list) and len(cond) == 1:
         return column, cond[0]
     return None
+
+
+def matches(flt: dict[str, Any] | None, have: frozenset[tuple[str, str]]) -> tuple[str, str] | None:
+    """The (column, value) of a partial index that serves exactly this (normalised) filter, if any."""
+    if not have:
+        return None
+    wanted = candidate(flt)
+    return wanted if wanted in have else None
+
+
+class Watch:
+    """News of partial index builds and drops of one collection, made by any handle, on one
+    connection (the handle's primary): LISTENs on CHANNEL; psycopg hands every notification that
+    arrives with any statement's results to :meth:`_heard`, and :meth:`changed` also takes those
+    the server sent since, without a round trip. A handle's own builds and drops are not news (it
+    reads the catalog itself after them)."""
+
+    def __init__(self, conn: psycopg.Connection, collection: str):
+        self._conn, self._collection = conn, collection
+        self._news = False
+        conn.add_notify_handler(self._heard)
+        conn.execute(sql.SQL("LISTEN {c}").format(c=sql.Identifier(CHANNEL)))
+
+    def _heard(self, note: psycopg.Notify) -> None:
+        if note.channel == CHANNEL and note.payload == self._collection and note.pid != self._conn.info.backend_pid:
+            self._news = True
+
+    def changed(self) -> bool:
+        """Whether another handle built or dropped one of the collection's partial indexes since the
+        last call (reads what has arrived on the socket; does not wait)."""
+        pg = self._conn.pgconn
+        pg.consume_input()
+        while (note := pg.notifies()) is not None:
+            if pg.notify_handler is not None:
+                pg.notify_handler(note)  # psycopg's own dispatch: to _heard
+        news, self._news = self._news, False
+        return news

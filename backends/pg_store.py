@@ -100,6 +100,7 @@ class PgVectorStore(VectorStore):
         self._router = Router(self._dsn_arg, self._data_dir, self._read_dsns, self._read_your_writes)
         try:
             pg_schema.ensure_catalog(self._router.primary)
+            self._watch = pg_partial.Watch(self._router.primary, self.name)
         except BaseException:
             self._router.close()
             self._router = None
@@ -250,8 +251,19 @@ class PgVectorStore(VectorStore):
 
     @property
     def filter_indexes(self) -> list[tuple[str, str]]:
-        """(column, value) of every partial vector index this handle searches through."""
+        """(column, value) of every partial vector index this handle searches through: the
+        collection's, including those another handle built or dropped (see :meth:`_partials_news`)."""
+        self._check_open()
+        with self._lock:
+            self._partials_news()
         return sorted(self._searcher.partials)
+
+    @converts_errors("reading the filter indexes")
+    def _partials_news(self) -> None:
+        """Read the partial indexes again if another handle built or dropped one since the last look
+        (no round trip when none did; :class:`pg_partial.Watch`)."""
+        if self._watch.changed():
+            self._searcher.read_partials(self._c())
 
     @converts_errors("drop")
     def _drop(self) -> None:
@@ -311,6 +323,8 @@ class PgVectorStore(VectorStore):
             return pg_query.apply(conn, settings, have)
 
         with self._lock:
+            if flt and pg_partial.candidate(flt):  # a filter a partial index could serve: another handle may have built one
+                self._partials_news()
             rows = self._router.run_read(
                 lambda conn: self._searcher.run(conn, queries, k, flt, chosen[0], want.strategy == "auto"),
                 prepare)

@@ -4,6 +4,7 @@ embedded PostgreSQL."""
 
 from __future__ import annotations
 
+import select
 import time
 
 import numpy as np
@@ -249,6 +250,51 @@ def test_filter_index_serves_its_value_and_follows_the_collection(pg, admin):
     s.build_filter_index("camera", "canon")  # no rows yet: an empty index, kept up as rows arrive
     s.build_index(vecface.Exact())
     assert s.filter_indexes == [] and pg("partial", dim=16).filter_indexes == []
+
+
+def _news_arrived(store) -> None:
+    """Wait (at most 5 s) until the server has sent something to the store's connection: another
+    handle's build or drop is announced when it commits, and reaches this socket a moment later."""
+    assert select.select([store._c().fileno()], [], [], 5.0)[0], "no notification within 5 s"
+
+
+def test_filter_indexes_another_handle_builds_or_drops_are_seen_without_reopening(pg, admin):
+    """Handle b keeps searching while handle a builds and drops a filter index: b's next search
+    filtered on that value walks the new index (its scan count grows) and finds the right rows;
+    after the drop b no longer lists or uses it; unfiltered searches and other filters leave b's
+    knowledge alone, and a's own build is not news to a."""
+    n = 1000
+    x = clustered(n, 16, seed=4)
+    tags = ["few" if i % 10 == 0 else "many" for i in range(n)]
+    a = pg("watched", dim=16)
+    a.upsert_arrays([f"r{i}" for i in range(n)], x, [{"tag": t} for t in tags])
+    a.build_index(HNSW(m=8, ef_construction=32))
+    b = pg("watched", dim=16)
+    b.set_query_params(ef_search=64)
+    assert b.filter_indexes == [] and b.search(x[0], k=5)[0].id == "r0"
+
+    a.build_filter_index("tag", "few")
+    assert not a._watch.changed()  # its own build: a read the catalog itself
+    _news_arrived(b)
+    b.search(x[1], k=5)  # unfiltered: takes the news (psycopg hands it over) but reads no catalog
+    assert b._searcher.partials == frozenset()
+    before = _partial_scans(b)
+    hits = b.search(x[10], k=5, filter={"tag": "few"})
+    assert _partial_scans(b) == before + 1
+    assert hits[0].id == "r10" and all(h.metadata["tag"] == "few" for h in hits)
+    assert b.filter_indexes == [("tag", "few")]
+
+    assert a.drop_filter_index("tag", "few") is True
+    _news_arrived(b)
+    hits = b.search(x[20], k=5, filter={"tag": "few"})
+    assert b._searcher.partials == frozenset()
+    assert hits[0].id == "r20" and all(h.metadata["tag"] == "few" for h in hits)
+    a.build_filter_index("tag", "many")
+    _news_arrived(b)
+    assert b.filter_indexes == [("tag", "many")]  # the listing looks for news too
+    a.build_index(vecface.Exact())  # drops it with the main index
+    _news_arrived(b)
+    assert b.filter_indexes == []
 
 
 def test_legacy_layout_is_migrated_on_open(pg, admin):
