@@ -19,13 +19,15 @@ build and drop sends the collection's name on CHANNEL when it commits, and every
 listens there on its primary connection (:class:`Watch`). Only a search whose filter a partial
 index could serve (one of COLUMNS, one value) looks for such news first, by reading whatever the
 server has already sent without waiting (no round trip), and reads the catalog again only when
-there is some; every other search pays nothing.
+there is some; every other search pays nothing. A handle whose server is a hot standby (it cannot
+LISTEN) reads the list again at most every STANDBY_RECHECK_S seconds instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import psycopg
@@ -41,6 +43,8 @@ COLUMNS = tuple(c for c in INDEXED_FILTERS if c != "taken")
 _COMMENT_KEY = "vecface_filter_index"
 #: the NOTIFY channel a build or drop announces its collection's name on (see Watch)
 CHANNEL = "vecface_filter_indexes"
+#: a handle on a hot standby (which cannot LISTEN) reads the list again at most this often, seconds
+STANDBY_RECHECK_S = 10.0
 
 
 def check(column: Any, value: Any, spec: IndexSpec) -> None:
@@ -160,8 +164,14 @@ class Watch:
     def __init__(self, conn: psycopg.Connection, collection: str):
         self._conn, self._collection = conn, collection
         self._news = False
+        #: a hot standby cannot LISTEN: there changed() is True every STANDBY_RECHECK_S instead
+        self._recheck_at: float | None = None
+        try:
+            conn.execute(sql.SQL("LISTEN {c}").format(c=sql.Identifier(CHANNEL)))
+        except psycopg.errors.ReadOnlySqlTransaction:
+            self._recheck_at = time.monotonic() + STANDBY_RECHECK_S
+            return
         conn.add_notify_handler(self._heard)
-        conn.execute(sql.SQL("LISTEN {c}").format(c=sql.Identifier(CHANNEL)))
 
     def _heard(self, note: psycopg.Notify) -> None:
         if note.channel == CHANNEL and note.payload == self._collection and note.pid != self._conn.info.backend_pid:
@@ -169,7 +179,14 @@ class Watch:
 
     def changed(self) -> bool:
         """Whether another handle built or dropped one of the collection's partial indexes since the
-        last call (reads what has arrived on the socket; does not wait)."""
+        last call (reads what has arrived on the socket; does not wait); on a standby, whether
+        STANDBY_RECHECK_S have passed since it last said so."""
+        if self._recheck_at is not None:
+            now = time.monotonic()
+            if now < self._recheck_at:
+                return False
+            self._recheck_at = now + STANDBY_RECHECK_S
+            return True
         pg = self._conn.pgconn
         pg.consume_input()
         while (note := pg.notifies()) is not None:
