@@ -38,7 +38,8 @@ HOW_TO_READ = {
     "load": (
         "How fast each backend ingests vectors through vecface's bulk path (upsert_arrays in batches, "
         "before any vector index exists), next to the engine's raw bulk load of the same data in the same run "
-        "(pgvector: one connection, binary COPY and commit per batch; FAISS: IndexFlat.add in memory; dotted) and the one-row-at-a-time baseline "
+        "(pgvector: one connection, binary COPY and commit per batch; FAISS: IndexFlat.add in memory; "
+        "Weaviate: weaviate-client insert_many, two requests at once; dotted) and the one-row-at-a-time baseline "
         "(pgvector: one INSERT per row; Weaviate: one insert call per object; hatched). Higher is better."),
     "build": (
         "Time to build each index over the loaded rows (exact has no index to build). For Weaviate the build "
