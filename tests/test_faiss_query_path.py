@@ -169,3 +169,40 @@ def test_search_leaves_the_threads_openmp_setting_as_it_was(store):
         assert [[h.id for h in hits] for hits in store.search_many(qs, 5)] == one
     finally:
         faiss.omp_set_num_threads(before)
+
+
+@pytest.mark.parametrize("make", [
+    lambda q: q,                                  # a unit float32 row: used as it is
+    lambda q: (q * 3).astype(np.float64),         # float64, not unit length: converted and normalised
+    lambda q: np.repeat(q, 2)[::2],               # a strided view
+    lambda q: q.tolist(),                         # a list
+])
+def test_one_query_answers_as_faiss_own_search(store, make):
+    """The one-query path calls the index's search_c on its own output arrays: it must answer exactly
+    as FAISS's index.search (the raw searcher) does on the same index, whatever form the query came in.
+    Slots are handed out in order, so record r<i> is FAISS's label i."""
+    rng = np.random.default_rng(11)
+    raw = store.raw_searcher(7)
+    for q in rng.standard_normal((10, DIM)).astype(np.float32):
+        q /= np.linalg.norm(q)
+        hits = store.search(make(q), 7)
+        assert [h.id for h in hits] == [f"r{s}" for s in raw(q).tolist()]
+        vecs = np.stack([r.vector for r in store.get([h.id for h in hits])])
+        np.testing.assert_allclose([h.similarity for h in hits], vecs @ q, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose([h.distance for h in hits], 1.0 - vecs @ q, rtol=1e-4, atol=1e-5)
+        assert all(isinstance(h, Hit) for h in hits)
+
+
+def test_one_query_asking_for_more_than_the_index_finds(store):
+    """k past what the index returns (an IVF search probing one list of about 30 rows): FAISS pads
+    with label -1, and no padded slot becomes a hit."""
+    from vecface.types import IVFFlat
+
+    store.build_index(IVFFlat(lists=10))
+    store.set_query_params(probes=1)
+    q = store.get(["r3"])[0].vector
+    raw = [s for s in store.raw_searcher(100)(q).tolist() if s >= 0]
+    hits = store.search(q, 100)
+    assert hits[0].id == "r3" and 0 < len(raw) < 100
+    assert [h.id for h in hits] == [f"r{s}" for s in raw]
+    assert [h.distance for h in hits] == sorted(h.distance for h in hits)
