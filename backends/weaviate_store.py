@@ -25,8 +25,8 @@ Errors: every operation goes through :func:`.weaviate_conn.operation`, which tur
 when it refused) and, given several node URLs, moves to a live node and tries once more (every
 operation here is idempotent: objects are keyed by a UUID derived from the vecface id).
 
-Writes are batched through the client; every failed object is reported in
-:class:`~vecface.errors.IngestFailed`. A batch is not atomic here, unlike pgvector.
+Writes: one import per upsert call (:mod:`.weaviate_write`), every failed object reported in
+:class:`~vecface.errors.IngestFailed`; not atomic, unlike pgvector: the other objects are stored.
 """
 
 from __future__ import annotations
@@ -55,11 +55,9 @@ from vecface.errors import BackendError, BackendUnavailable, CollectionMismatch
 from vecface.store import VectorStore
 from vecface.types import DEFAULT_EF_SEARCH, HNSW, Exact, Hit, IndexSpec, Metric, Record, spec_from_dict, spec_to_dict
 
-from . import weaviate_check
+from . import weaviate_check, weaviate_server, weaviate_write
 from . import weaviate_conn as conn
 from . import weaviate_measure as measure
-from . import weaviate_server
-from . import weaviate_write
 from . import weaviate_schema as schema
 from .weaviate_schema import CLASS_PREFIX, DISTANCE, RETURN_PROPS, VECTOR, object_uuid
 
@@ -257,15 +255,21 @@ class WeaviateStore(VectorStore):
         self._index = spec
 
     # ------------------------------------------------------------------ writes
+    def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
+        """One import of every row (requests of at most ``batch_size``), its requests overlapping across batches."""
+        self._upsert(ids, mat, metas, min(batch_size, weaviate_write.BATCH_OBJECTS))
+        return len(ids)
+
     @_op("batch import")
-    def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]]) -> None:
+    def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]],
+                size: int = weaviate_write.BATCH_OBJECTS) -> None:
         objects = ((object_uuid(i), schema.object_properties(i, m), v) for i, v, m in zip(ids, vectors, metadata))
         with self._lock:
-            self._import(self._cls, objects, len(ids))
+            self._import(self._cls, objects, len(ids), size)
 
-    def _import(self, cls: str, objects, total: int) -> None:
-        """Import (uuid, properties, vector) tuples into class ``cls`` (:func:`.weaviate_write.import_objects`)."""
-        weaviate_write.import_objects(self._coll(cls), cls, objects, total, self._opts)
+    def _import(self, cls: str, objects, total: int, size: int = weaviate_write.BATCH_OBJECTS) -> None:
+        """(uuid, properties, vector) tuples into class ``cls`` (:func:`.weaviate_write.import_objects`)."""
+        weaviate_write.import_objects(self._coll(cls), cls, objects, total, self._opts, size)
 
     @_op("delete")
     def _delete(self, ids: list[str]) -> int:
@@ -398,8 +402,7 @@ class WeaviateStore(VectorStore):
 
     # ------------------------------------------------------------------ measurement hooks (weaviate_measure)
     def raw_searcher(self, k: int) -> Callable[[Any], list]:
-        """weaviate-client ``near_vector`` on this collection's index (same ef and filter strategy),
-        asking for what vecface's search needs: the distances, the ids and the metadata."""
+        """weaviate-client ``near_vector`` on this index (same ef, filter strategy): :func:`.weaviate_measure.raw_searcher`."""
         self._check_open()
         with self._lock:
             self._apply_query_params()
@@ -442,7 +445,6 @@ class WeaviateStore(VectorStore):
         return measure.local_bytes(self._opts, self._cls) if self._opts.local else None
 
     def check(self, repair: bool = False, progress: Callable[[int], None] | None = None):
-        """Whether every stored object is found by the vector index; with ``repair``, re-index those
-        that are not (see :mod:`.weaviate_check`)."""
+        """Whether the vector index finds every stored object; ``repair`` re-indexes the rest (:mod:`.weaviate_check`)."""
         self._check_open()
         return weaviate_check.check(self, repair=repair, progress=progress)

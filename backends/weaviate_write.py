@@ -26,7 +26,7 @@ from .weaviate_schema import VECTOR
 if TYPE_CHECKING:  # pragma: no cover
     from .weaviate_conn import Options
 
-BATCH_OBJECTS = 1000  # objects per gRPC batch request
+BATCH_OBJECTS = 1000  # objects per gRPC batch request (at most: a smaller upsert batch_size makes them smaller)
 IN_FLIGHT = 2  # batch requests one import keeps sent at once (see bench/weaviate_import.py)
 MAX_REPORTED_ERRORS = 5
 RETRIES = 2  # sends again of the objects a transient replica error refused (see the module docstring)
@@ -41,10 +41,10 @@ def transient(message: str) -> bool:
 
 
 def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, Any], Any]], total: int,
-                   opts: "Options") -> None:
-    """Import (uuid, properties, vector) tuples into ``coll`` (the client's handle of class ``cls``);
-    raise IngestFailed (or BackendUnavailable when the server went away) for any failed object, after
-    sending every batch."""
+                   opts: "Options", size: int = BATCH_OBJECTS) -> None:
+    """Import (uuid, properties, vector) tuples into ``coll`` (the client's handle of class ``cls``) in
+    requests of ``size`` objects; raise IngestFailed (or BackendUnavailable when the server went away)
+    for any failed object, after sending every batch."""
     from weaviate.classes.data import DataObject
     from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
@@ -68,7 +68,7 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
     pending: list[tuple[list, Future]] = []
     with ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="vecface-weaviate-import") as pool:
         try:
-            while chunk := list(itertools.islice(it, BATCH_OBJECTS)):
+            while chunk := list(itertools.islice(it, size)):
                 pending.append((chunk, pool.submit(send, chunk)))
                 if len(pending) >= IN_FLIGHT:
                     done, future = pending.pop(0)
@@ -85,8 +85,8 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
             break
         failed = [(o, msg) for o, msg in failed if not transient(msg)]
         time.sleep(0.5 * (attempt + 1))  # the cluster marks the dead replica down meanwhile
-        for start in range(0, len(again), BATCH_OBJECTS):
-            chunk = again[start:start + BATCH_OBJECTS]
+        for start in range(0, len(again), size):
+            chunk = again[start:start + size]
             collect(chunk, lambda: send(chunk))
     if not failed:
         return

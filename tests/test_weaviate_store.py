@@ -103,6 +103,28 @@ def test_a_collection_made_before_the_new_fields_gets_them_on_open(opened):
     assert [h.id for h in old.search(x[1], k=5, filter={"person": "ada"})] == ["a"]
 
 
+# ------------------------------------------------------------------ writes
+
+def test_one_upsert_is_one_import_across_its_batches(opened):
+    """Every batch of one call is sent, in requests of batch_size; a refused object in the first batch
+    is reported alone and the later batches are stored (the call's requests overlap, not batch by batch)."""
+    from vecface.errors import IngestFailed
+
+    s = opened(dim=8)
+    x = clustered(23, 8, seed=3)
+    ids = [f"b{i}" for i in range(23)]
+    sizes = []
+    s._coll().data.insert_many = (lambda real: lambda objs: sizes.append(len(objs)) or real(objs))(
+        s._coll().data.insert_many)
+    assert s.upsert_arrays(ids, x, batch_size=5) == 23
+    assert sorted(sizes) == [3, 5, 5, 5, 5] and s.count() == 23
+    rows = [x[i] if i != 1 else x[i][:5] for i in range(23)]  # a short vector: the server refuses it
+    with pytest.raises(IngestFailed) as info:
+        s._upsert_all([f"c{i}" for i in range(23)], rows, [{}] * 23, 5)
+    assert "1 of 23 objects" in str(info.value) and [i for i, _ in info.value.failures] == ["c1"]
+    assert s.count() == 23 + 22 and s.get(["c0", "c22"]) and not s.get("c1")
+
+
 # ------------------------------------------------------------------ two first-time creates racing
 
 def test_two_first_time_opens_racing_share_one_collection(weaviate_options):
