@@ -371,6 +371,25 @@ def test_load_into_an_empty_collection_over_several_streams(pg):
     assert s.count() == n and s.get("r5")[0].metadata == {}
 
 
+def test_metadata_of_every_json_kind_round_trips_through_both_load_paths(pg):
+    """The encoder writes the metadata's JSON text itself (pg_load._dumps): text with quotes,
+    backslashes, control characters and non-ASCII, nested lists and objects, floats, big integers,
+    booleans and nulls come back as given, from one batch and from the streams."""
+    kinds = [{"tag": "caf\u00e9 \"q\" \\ \n\t\u0001 \U0001f600", "path": "/a b/\u00fc.jpg"},
+             {"n": 2**62, "x": -0.1, "e": 1e-300, "ok": True, "no": False, "none": None},
+             {"nested": {"a": [1, [2, {"b": "c"}]], "": "empty key"}, "bbox": [1, 2, 3, 4]},
+             {}]
+    x = np.random.default_rng(5).normal(size=(400, 4)).astype(np.float32)
+    s = pg("jsonkinds", dim=4, load_streams=3)
+    s.upsert_arrays(["one"], x[:1], [kinds[0]])  # one batch: the caller's connection
+    metas = [kinds[i % len(kinds)] for i in range(399)]
+    s.upsert_arrays([f"r{i}" for i in range(399)], x[1:], metas, batch_size=100)  # the streams
+    assert s.get("one")[0].metadata == kinds[0]
+    got = {r.id: r.metadata for r in s.get([f"r{i}" for i in range(399)])}
+    assert all(got[f"r{i}"] == metas[i] for i in range(399))
+    assert [h.id for h in s.search(x[0], k=1, filter={"tag": kinds[0]["tag"]})] == ["one"]
+
+
 def test_a_batch_the_server_refuses_stops_the_streams_and_keeps_the_committed_batches(pg):
     x = np.random.default_rng(2).normal(size=(1000, 4)).astype(np.float32)
     ids = [f"r{i}" for i in range(1000)]
