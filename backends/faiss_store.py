@@ -268,8 +268,8 @@ class FaissStore(VectorStore):
     def _upsert_all(self, ids: list[str], mat: np.ndarray, metas: list[dict[str, Any]], batch_size: int) -> int:
         """Batch by batch, each committed on its own, as a pipeline under one writer lock (per
         ``_LOCK_ROWS`` rows): while this thread encodes and commits batch i, one helper thread writes
-        and fdatasyncs batch i+1's vectors and another adds batch i-1 to the index and the columns
-        (FAISS and the disk work without the GIL). A batch's vectors are durable before the commit
+        and fdatasyncs batch i+1's vectors and another adds batch i-1 to the index and the columns,
+        having grown the index for every row first (FAISS and the disk work without the GIL). A batch's vectors are durable before the commit
         that names it, and it is searchable once added; vectors written past the last commit (a
         failure or a crash mid-call) are garbage the next write overwrites. A single batch (every
         ``upsert``) has nothing to overlap and runs on the caller's thread alone."""
@@ -285,7 +285,9 @@ class FaissStore(VectorStore):
                 with ThreadPoolExecutor(1, "vecface-faiss-io") as io, \
                         ThreadPoolExecutor(1, "vecface-faiss-add") as adder:
                     cuts = list(range(lo, hi, batch_size)) + [hi]
-                    written, added = io.submit(view.vectors.write, at + lo, mat[lo:cuts[1]]), []
+                    written = io.submit(view.vectors.write, at + lo, mat[lo:cuts[1]])
+                    # the adder is idle until the first commit: meanwhile it grows the index for all rows
+                    added = [adder.submit(self._make_room, view, hi - lo)]
                     for a, b, c in zip(cuts, cuts[1:], cuts[2:] + [None]):
                         batch = Batch.from_metadata(ids[a:b], metas[a:b])
                         written.result()
@@ -300,6 +302,10 @@ class FaissStore(VectorStore):
         """Commit one batch's journal row (its vectors are durable already); its generation."""
         with self._journal.transaction() as j:
             return j.append_batch(start, batch)
+
+    def _make_room(self, view: _View, rows: int) -> None:
+        with self._state.write():
+            fi.make_room(view.index, rows)
 
     def _apply(self, view: _View, start: int, vectors: np.ndarray, batch: Batch, gen: int) -> None:
         """A committed batch into the index and the columns, together (searches see both or neither)."""

@@ -291,3 +291,28 @@ def test_a_one_batch_upsert_runs_on_the_callers_thread(tmp_path, monkeypatch):
         s.upsert_arrays([f"d{i}" for i in range(100)], x[200:300])
         assert s.count() == 300 and s.search(x[250], 1)[0].id == "d50"
     _check_all_searchable(tmp_path, 300)
+
+
+def test_room_made_ahead_keeps_a_flat_index_as_it_was():
+    """make_room grows a flat index's storage before its adds (the bulk load's adder does it while the
+    first batch is written): the rows held, the answers and the later adds stay exactly as without it."""
+    import faiss
+
+    from vecface.backends.faiss_index import make_room
+
+    rng = np.random.default_rng(5)
+    first, later = (rng.standard_normal((n, 8)).astype(np.float32) for n in (300, 500))
+    grown, plain = faiss.IndexFlatIP(8), faiss.IndexFlatIP(8)
+    for ix in (grown, plain):
+        ix.add(first)
+    make_room(grown, len(later))
+    assert grown.ntotal == 300 and grown.codes.size() == 300 * grown.code_size
+    np.testing.assert_array_equal(grown.reconstruct_n(0, 300), first)
+    for ix in (grown, plain):
+        ix.add(later[:200])
+        ix.add(later[200:])
+    np.testing.assert_array_equal(grown.reconstruct_n(0, 800), np.vstack([first, later]))
+    assert (grown.search(later[:5], 3)[1] == plain.search(later[:5], 3)[1]).all()
+    hnsw = faiss.IndexHNSWFlat(8, 4)
+    make_room(hnsw, 100)  # another kind: left as it is
+    assert hnsw.ntotal == 0
