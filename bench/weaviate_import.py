@@ -3,8 +3,10 @@
 Standalone: ``vecface bench`` puts only the best raw way measured here (``insert_many``, 1,000
 objects per request, two at once: ``weaviate_measure.RawImport``, the same code as this script's
 ``insert_many`` variants) beside vecface's load; this script compares all of them. Every variant
-loads the same objects (vecface's own properties and vectors) into a fresh collection with the same
-HNSW index, built before the load, against the local server vecface starts in a temporary VECFACE_HOME, or VECFACE_WEAVIATE_URL.
+loads the same objects (vecface's own uuids, properties and vectors, made inside the timed load, as
+vecface makes them inside its upsert) into a fresh collection with the same index (``--index``,
+built before the load), against the local server vecface starts in a temporary VECFACE_HOME, or
+VECFACE_WEAVIATE_URL.
 Variants: vecface ``upsert_arrays`` with 1, 2 or 3 batch requests in flight (its default marked);
 the client's batch contexts ``fixed_size(size, concurrent_requests)``, ``dynamic()``,
 ``rate_limit()`` (made for vectorizer quotas; here set high enough not to limit) and server-side
@@ -126,7 +128,10 @@ def main() -> None:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = [f"v{i}" for i in range(args.n)]
     metas = [{"tag": f"t{i % 10}", "path": f"/img/{i}.jpg"} for i in range(args.n)]
-    objects = [(object_uuid(i), object_properties(i, m), v) for i, m, v in zip(ids, metas, x)]
+
+    def objects() -> list:
+        """The objects a raw client sends, made inside each raw load's timing, as vecface makes its own."""
+        return [(object_uuid(i), object_properties(i, m), v) for i, m, v in zip(ids, metas, x)]
 
     def fresh(name: str):
         try:
@@ -146,7 +151,7 @@ def main() -> None:
     default = weaviate_write.IN_FLIGHT
     variants = {f"vecface upsert_arrays ({default} in flight)": vecface_load(default),
                 **{f"vecface upsert_arrays ({n} in flight)": vecface_load(n) for n in (1, 2, 3) if n != default},
-                **{name: (lambda f: lambda s: f(s._coll(), objects))(f) for name, f in _variants(args).items()}}
+                **{name: (lambda f: lambda s: f(s._coll(), objects()))(f) for name, f in _variants(args).items()}}
     if args.only:
         variants = {k: v for k, v in variants.items() if any(o in k for o in args.only)}
     rates: dict[str, list[float]] = {}
