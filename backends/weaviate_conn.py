@@ -250,6 +250,14 @@ def connect(opts: Options, start: int = 0) -> tuple[weaviate.WeaviateClient, int
     raise BackendUnavailable("cannot reach Weaviate at " + "; ".join(problems))
 
 
+def close_quietly(client: Any) -> None:
+    """Close a client whose node may be gone (then there is nothing to close cleanly)."""
+    try:
+        client.close()
+    except Exception:  # the node is gone
+        pass
+
+
 @contextmanager
 def session(opts: Options) -> Iterator[tuple[weaviate.WeaviateClient, int]]:
     """(client, node) of its own for one short task (a probe, a listing); closed and released after."""

@@ -127,10 +127,7 @@ class WeaviateStore(VectorStore):
         client = self._client
         if client is not None and client is not self._dead:
             self._dead = client
-            try:
-                client.close()
-            except Exception:  # the node is gone; nothing to close cleanly
-                pass
+            conn.close_quietly(client)
 
     def _disconnect(self) -> None:
         if self._watch is not None:
@@ -154,10 +151,7 @@ class WeaviateStore(VectorStore):
             except BackendUnavailable:
                 return False
             if old is not None:
-                try:
-                    old.close()
-                except Exception:  # the node is gone; nothing to close cleanly
-                    pass
+                conn.close_quietly(old)
         return True
 
     def _c(self) -> weaviate.WeaviateClient:
