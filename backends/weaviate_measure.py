@@ -51,10 +51,8 @@ def insert_many(coll: Any, objects: Sequence[tuple[str, dict[str, Any], Any]], s
     """The raw client's bulk load: (uuid, properties, vector) tuples sent with ``coll.data.insert_many``
     in requests of ``size`` objects, through ``pool``'s threads (several requests at once) or one
     after another without one. Raises BackendError with the first error of any object refused."""
-    from weaviate.classes.data import DataObject
-
     def send(part: Sequence[tuple[str, dict[str, Any], Any]]) -> None:
-        res = coll.data.insert_many([DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in part])
+        res = coll.data.insert_many(schema.data_objects(part))
         if res.errors:
             raise BackendError(f"{len(res.errors)} of {len(part)} objects refused: "
                                f"{next(iter(res.errors.values())).message}")
@@ -112,8 +110,7 @@ class RawImport:
 
     def __call__(self, ids: Sequence[str], vectors: np.ndarray, metadata: Iterable[Mapping[str, Any]] | None) -> None:
         metas = metadata if metadata is not None else ({} for _ in ids)
-        objects = [(object_uuid(i), schema.object_properties(i, m), v) for i, v, m in zip(ids, vectors, metas)]
-        insert_many(self.scratch._coll(), objects, self.size, self._pool)
+        insert_many(self.scratch._coll(), list(schema.objects(ids, vectors, metas)), self.size, self._pool)
 
 
 def insert_one_by_one(store: Any, ids: Sequence[str], vectors: np.ndarray,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import uuid
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
 from weaviate.classes.query import Filter, MetadataQuery
@@ -69,6 +69,19 @@ def object_properties(id_: str, meta: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             props[key] = _date(value) if key in DATE_FIELDS else value
     return props
+
+
+def objects(ids: Iterable[str], vectors: Iterable[Any], metadata: Iterable[Mapping[str, Any]]
+            ) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """(uuid, properties, vector) of each record: what one import sends."""
+    return ((object_uuid(i), object_properties(i, m), v) for i, v, m in zip(ids, vectors, metadata))
+
+
+def data_objects(objects: Iterable[tuple[str, dict[str, Any], Any]]) -> list[Any]:
+    """The client's ``DataObject`` of each (uuid, properties, vector): one ``insert_many`` request."""
+    from weaviate.classes.data import DataObject
+
+    return [DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in objects]
 
 
 def where(flt: Mapping[str, list[str] | Range] | None):

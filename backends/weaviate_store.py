@@ -257,9 +257,8 @@ class WeaviateStore(VectorStore):
     @_op("batch import")
     def _upsert(self, ids: list[str], vectors: np.ndarray, metadata: list[dict[str, Any]],
                 size: int = weaviate_write.BATCH_OBJECTS) -> None:
-        objects = ((object_uuid(i), schema.object_properties(i, m), v) for i, v, m in zip(ids, vectors, metadata))
         with self._lock:
-            self._import(self._cls, objects, len(ids), size)
+            self._import(self._cls, schema.objects(ids, vectors, metadata), len(ids), size)
 
     def _import(self, cls: str, objects, total: int, size: int = weaviate_write.BATCH_OBJECTS) -> None:
         """(uuid, properties, vector) tuples into class ``cls`` (:func:`.weaviate_write.import_objects`)."""

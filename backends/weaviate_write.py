@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from vecface.errors import BackendUnavailable, IngestFailed
 
 from . import weaviate_conn as conn
-from .weaviate_schema import VECTOR
+from .weaviate_schema import data_objects
 
 if TYPE_CHECKING:  # pragma: no cover
     from .weaviate_conn import Options
@@ -45,13 +45,12 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
     """Import (uuid, properties, vector) tuples into ``coll`` (the client's handle of class ``cls``) in
     requests of ``size`` objects; raise IngestFailed (or BackendUnavailable when the server went away)
     for any failed object, after sending every batch."""
-    from weaviate.classes.data import DataObject
     from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
     failed: list[tuple[tuple[str, dict[str, Any], Any], str]] = []  # (object, error)
 
     def send(chunk: list) -> Any:
-        return coll.data.insert_many([DataObject(properties=p, uuid=u, vector={VECTOR: v}) for u, p, v in chunk])
+        return coll.data.insert_many(data_objects(chunk))
 
     def collect(chunk: list, result: Callable[[], Any]) -> None:
         """Record the failed objects of ``chunk``, whose answer ``result()`` gives."""

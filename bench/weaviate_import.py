@@ -121,7 +121,7 @@ def main() -> None:
 
     import vecface
     from vecface.backends import weaviate_server, weaviate_write
-    from vecface.backends.weaviate_schema import object_properties, object_uuid
+    from vecface.backends import weaviate_schema
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.n, args.dim)).astype(np.float32)
@@ -131,7 +131,7 @@ def main() -> None:
 
     def objects() -> list:
         """The objects a raw client sends, made inside each raw load's timing, as vecface makes its own."""
-        return [(object_uuid(i), object_properties(i, m), v) for i, m, v in zip(ids, metas, x)]
+        return list(weaviate_schema.objects(ids, x, metas))
 
     def fresh(name: str):
         try:
