@@ -1,10 +1,11 @@
 """How the Weaviate backend writes objects: weaviate-client ``insert_many``, one gRPC batch request
-of up to :data:`BATCH_OBJECTS` objects at a time, up to :data:`IN_FLIGHT` requests at once (the next
-batch is encoded while the server indexes the one before), every failed object reported with the
-request's own answer. An object whose error is a replica's connection failing under the
-coordinator (a node of a cluster dying mid-write: ``rpc error: code = Canceled ... the client
-connection is closing``) is sent again, at most :data:`RETRIES` times; objects are keyed by their
-id, so sending one twice stores it once. Any other refusal is reported, not retried.
+of up to :data:`BATCH_OBJECTS` objects at a time, up to :data:`IN_FLIGHT` requests at once and the
+next batch made and queued behind them (a thread that is done sends it at once, while the server
+indexes the batches before), every failed object reported with the request's own answer. An
+object whose error is a replica's connection failing under the coordinator (a node of a cluster
+dying mid-write: ``rpc error: code = Canceled ... the client connection is closing``) is sent
+again, at most :data:`RETRIES` times; objects are keyed by their id, so sending one twice stores it
+once. Any other refusal is reported, not retried.
 
 ``bench/weaviate_import.py`` measures this side by side with the client's batch contexts
 (``fixed_size``, ``dynamic``, ``rate_limit``, server-side ``stream``) and with ``insert_many`` one
@@ -69,7 +70,7 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
         try:
             while chunk := list(itertools.islice(it, size)):
                 pending.append((chunk, pool.submit(send, chunk)))
-                if len(pending) >= IN_FLIGHT:
+                if len(pending) > IN_FLIGHT:  # one more made and queued (see the module docstring)
                     done, future = pending.pop(0)
                     collect(done, future.result)
             while pending:
