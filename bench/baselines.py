@@ -2,9 +2,10 @@
 scratch place (never the benchmark's collection):
 
 - **raw bulk load** (``VectorStore.raw_loader``): the engine's own bulk path without vecface, fed
-  the same dataset in the same chunks right after vecface's load, timed the same way (only the
-  load calls: not data generation, not making or dropping the scratch place); the report gives
-  vecface's rate as a ratio to it.
+  the same dataset in the same chunks, timed the same way (only the load calls: not data
+  generation, not making or dropping the scratch place). It runs twice, right before and right
+  after vecface's load, so a machine that gets busier or quieter during the run weighs on both
+  sides alike; the report gives vecface's rate as a ratio to the two runs' mean time.
 - **one row at a time** (``VectorStore.insert_one_by_one``) on a sample, timed between the first
   and the last row's progress tick, so creating and dropping the backend's scratch table or
   collection is not counted: (rows - 1) / (last tick - first tick).
@@ -35,21 +36,33 @@ def timed_load(ds: Dataset, batch_size: int, load: Callable[..., Any], tick: Cal
     return rows, elapsed
 
 
-def raw_bulk(store, ds: Dataset, load: dict[str, Any], batch_size: int, progress) -> dict[str, Any]:
-    """The raw bulk load of the whole dataset through ``store.raw_loader``: method, rows, seconds,
-    rows/s and vecface's bulk rate over it (``bulk_vs_raw``), or ``skipped`` with the reason."""
-    bulk = load.get("vectors_per_s")
-    base = {"backend": load["backend"], "bulk_vectors_per_s": bulk}
+def raw_run(store, ds: Dataset, batch_size: int, progress, label: str) -> dict[str, Any]:
+    """One raw bulk load of the whole dataset through ``store.raw_loader``: method, rows and
+    seconds, or ``skipped`` with the reason."""
     try:
         with store.raw_loader(batch_size) as raw, \
-                progress.task(f"{load['backend']}: baseline, raw bulk load ({raw.method})", ds.n) as tick:
+                progress.task(f"{label}: baseline, raw bulk load ({raw.method})", ds.n) as tick:
             rows, secs = timed_load(ds, batch_size, raw, tick)
     except UnsupportedOperation as e:
-        return {**base, "method": None, "skipped": str(e)}
+        return {"skipped": str(e)}
     except Exception as e:
-        return {**base, "method": None, "skipped": f"{type(e).__name__}: {e}"}
+        return {"skipped": f"{type(e).__name__}: {e}"}
+    return {"method": raw.method, "rows": rows, "seconds": secs}
+
+
+def raw_bulk(load: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """vecface's load against the raw bulk loads (:func:`raw_run`) timed around it: method, rows per
+    run, the runs' mean seconds, rows/s at that mean, each run's rows/s (``runs_vectors_per_s``,
+    in order) and vecface's bulk rate over the raw one (``bulk_vs_raw``); or ``skipped``."""
+    bulk = load.get("vectors_per_s")
+    base = {"backend": load["backend"], "bulk_vectors_per_s": bulk}
+    skipped = [r["skipped"] for r in runs if "skipped" in r]
+    if skipped or not runs:
+        return {**base, "method": None, "skipped": skipped[0] if skipped else "no raw run"}
+    rows, secs = runs[0]["rows"], sum(r["seconds"] for r in runs) / len(runs)
     vps = rows / secs if secs > 0 else None
-    return {**base, "method": raw.method, "rows": rows, "seconds": secs, "vectors_per_s": vps,
+    return {**base, "method": runs[0]["method"], "rows": rows, "seconds": secs, "vectors_per_s": vps,
+            "runs_vectors_per_s": [r["rows"] / r["seconds"] if r["seconds"] > 0 else None for r in runs],
             "bulk_vs_raw": (bulk / vps) if bulk and vps else None}
 
 

@@ -19,8 +19,9 @@ Per backend (one collection, loaded once, through the public VectorStore interfa
      recall against the exact filtered ground truth, once per filter strategy the backend offers.
    - **overhead**: vecface's search against the backend's raw client call on the same index and
      queries, interleaved (see :mod:`vecface.bench.overhead`), for the kinds in ``overhead_at``.
-3. **baselines**: the engine's raw bulk load of the same data right after step 1, and the backend's
-   one-row-at-a-time insert on a sample, each as a ratio to the bulk path.
+3. **baselines**: the engine's raw bulk load of the same data right before and right after step 1
+   (the ratio is to their mean time), and the backend's one-row-at-a-time insert on a sample, each
+   as a ratio to the bulk path.
 
 The runner knows backends only through the VectorStore contract (capabilities and hooks).
 """
@@ -42,7 +43,7 @@ from vecface.registry import BACKENDS, backend_class, open_store
 from vecface.types import Exact, IVFFlat, parse_index
 
 from . import groundtruth
-from .baselines import one_at_a_time, raw_bulk, timed_load
+from .baselines import one_at_a_time, raw_bulk, raw_run, timed_load
 from .config import KNOB, SCHEMA, BenchConfig, Target
 from .datasets import Dataset, default_cache_dir, open_dataset
 from .overhead import overhead_phase
@@ -186,14 +187,16 @@ class Runner:
     # -- load
     def _load(self, store, ds: Dataset, backend: str) -> dict[str, Any]:
         cfg = self.cfg
+        raw = "baselines" in cfg.phases  # the raw bulk load right before and right after vecface's
+        before = raw_run(store, ds, cfg.batch_size, self.p, backend) if raw else None
         with self.p.task(f"{backend}: bulk load (upsert_arrays, batch {cfg.batch_size})", ds.n) as tick:
             rows, elapsed = timed_load(ds, cfg.batch_size, lambda i, x, m: store.upsert_arrays(
                 i, x, m, batch_size=cfg.batch_size), tick)
         load = {"backend": backend, "engine": store.backend, "rows": rows, "seconds": elapsed,
                 "vectors_per_s": rows / elapsed if elapsed > 0 else None, "batch_size": cfg.batch_size,
                 "storage_bytes": store.storage_bytes()}
-        if "baselines" in cfg.phases:  # right after vecface's load, on the same server state
-            load["raw"] = raw_bulk(store, ds, load, cfg.batch_size, self.p)
+        if raw:
+            load["raw"] = raw_bulk(load, [before, raw_run(store, ds, cfg.batch_size, self.p, backend)])
         return load
 
     # -- one index

@@ -124,7 +124,8 @@ FILTERED_HEAD = ["backend/index", "filter keeps", "measured share", "query param
 
 def baseline_rows(results) -> list[list[str]]:
     """One row per backend: vecface's bulk load beside the engine's raw bulk load of the same data
-    (same run) and the one-row-at-a-time insert, with vecface's rate as a ratio to each."""
+    (same run: the mean of the loads before and after vecface's, each in the note) and the
+    one-row-at-a-time insert, with vecface's rate as a ratio to each."""
     rows = []
     many = len(results) > 1
     for i, res in enumerate(results):
@@ -137,7 +138,9 @@ def baseline_rows(results) -> list[list[str]]:
                 one = ["–", "–", "–"]
             else:
                 one = [b.get("method") or "–", num(b.get("vectors_per_s")), f"{num(b.get('bulk_speedup'))}x"]
+            runs = raw.get("runs_vectors_per_s") or []
             notes = [n for n in (raw.get("skipped") and f"raw bulk: {raw['skipped']}",
+                                 len(runs) > 1 and "raw before / after: " + " / ".join(num(v) for v in runs),
                                  b.get("skipped") or f"one at a time: {b['rows']} rows") if n]
             rows.append([name, num(b.get("bulk_vectors_per_s")), *raw_cells, *one, "; ".join(notes)])
     return rows

@@ -202,6 +202,8 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
     if cls.raw_loader is not VectorStore.raw_loader:
         assert raw["rows"] == 1_500 and raw["vectors_per_s"] > 0 and raw["method"], raw
         assert raw["bulk_vs_raw"] == pytest.approx(load["vectors_per_s"] / raw["vectors_per_s"])
+        before, after = raw["runs_vectors_per_s"]  # timed right before and right after vecface's load
+        assert raw["vectors_per_s"] == pytest.approx(2 / (1 / before + 1 / after))
     else:
         assert raw["skipped"] and "vectors_per_s" not in raw
 
