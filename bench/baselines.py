@@ -21,6 +21,11 @@ from vecface.errors import UnsupportedOperation
 from .datasets import Dataset
 
 
+def per_s(n: int, secs: float) -> float | None:
+    """``n`` over ``secs``, or None when no time was measured."""
+    return n / secs if secs > 0 else None
+
+
 def timed_load(ds: Dataset, batch_size: int, load: Callable[..., Any], tick: Callable[[int], Any]) -> tuple[int, float]:
     """Feed every row of ``ds`` to ``load(ids, vectors, metadata)`` in chunks of at least 10,000 rows
     (as the dataset makes them); only the calls are timed. Returns (rows, seconds)."""
@@ -60,9 +65,9 @@ def raw_bulk(load: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]
     if skipped or not runs:
         return {**base, "method": None, "skipped": skipped[0] if skipped else "no raw run"}
     rows, secs = runs[0]["rows"], sum(r["seconds"] for r in runs) / len(runs)
-    vps = rows / secs if secs > 0 else None
+    vps = per_s(rows, secs)
     return {**base, "method": runs[0]["method"], "rows": rows, "seconds": secs, "vectors_per_s": vps,
-            "runs_vectors_per_s": [r["rows"] / r["seconds"] if r["seconds"] > 0 else None for r in runs],
+            "runs_vectors_per_s": [per_s(r["rows"], r["seconds"]) for r in runs],
             "bulk_vs_raw": (bulk / vps) if bulk and vps else None}
 
 
@@ -97,6 +102,6 @@ def one_at_a_time(store, ds: Dataset, load: dict[str, Any], rows: int, progress)
         secs, timed = ticks[-1] - ticks[0], len(ticks) - 1
     else:  # the backend did not tick per row: the whole call, scratch setup included
         secs, timed = whole, len(x)
-    vps = timed / secs if secs > 0 else None
+    vps = per_s(timed, secs)
     return {**base, "rows": len(x), "method": method, "seconds": secs, "vectors_per_s": vps,
             "bulk_speedup": (bulk / vps) if bulk and vps else None}

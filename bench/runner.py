@@ -43,7 +43,7 @@ from vecface.registry import BACKENDS, backend_class, open_store
 from vecface.types import Exact, IVFFlat, parse_index
 
 from . import groundtruth
-from .baselines import one_at_a_time, raw_bulk, raw_run, timed_load
+from .baselines import one_at_a_time, per_s, raw_bulk, raw_run, timed_load
 from .config import KNOB, SCHEMA, BenchConfig, Target
 from .datasets import Dataset, default_cache_dir, open_dataset
 from .overhead import overhead_phase
@@ -193,7 +193,7 @@ class Runner:
             rows, elapsed = timed_load(ds, cfg.batch_size, lambda i, x, m: store.upsert_arrays(
                 i, x, m, batch_size=cfg.batch_size), tick)
         load = {"backend": backend, "engine": store.backend, "rows": rows, "seconds": elapsed,
-                "vectors_per_s": rows / elapsed if elapsed > 0 else None, "batch_size": cfg.batch_size,
+                "vectors_per_s": per_s(rows, elapsed), "batch_size": cfg.batch_size,
                 "storage_bytes": store.storage_bytes()}
         if raw:
             load["raw"] = raw_bulk(load, [before, raw_run(store, ds, cfg.batch_size, self.p, backend)])
