@@ -269,10 +269,11 @@ class FaissStore(VectorStore):
         """Batch by batch, each committed on its own, as a pipeline under one writer lock (per
         ``_LOCK_ROWS`` rows): while this thread encodes and commits batch i, one helper thread writes
         and fdatasyncs batch i+1's vectors and another adds batch i-1 to the index and the columns,
-        having grown the index for every row first (FAISS and the disk work without the GIL). A batch's vectors are durable before the commit
-        that names it, and it is searchable once added; vectors written past the last commit (a
-        failure or a crash mid-call) are garbage the next write overwrites. A single batch (every
-        ``upsert``) has nothing to overlap and runs on the caller's thread alone."""
+        having grown the index for every row first (FAISS and the disk work without the GIL). A
+        batch's vectors are durable before the commit that names it, and it is searchable once
+        added; vectors written past the last commit (a failure or a crash mid-call) are garbage the
+        next write overwrites. A single batch (every ``upsert``) has nothing to overlap and runs on
+        the caller's thread alone."""
         for lo in range(0, len(ids), _LOCK_ROWS):
             hi = min(lo + _LOCK_ROWS, len(ids))
             with self._writing() as view:
