@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import vecface
-from vecface import HNSW, Record
+from vecface import HNSW, IVFFlat, Record
 from vecface.errors import DimensionMismatch, InvalidArgument, NonFiniteVector
 from vecface.types import Hit, Metric, as_matrix, as_query
 
@@ -196,8 +196,6 @@ def test_one_query_answers_as_faiss_own_search(store, make):
 def test_one_query_asking_for_more_than_the_index_finds(store):
     """k past what the index returns (an IVF search probing one list of about 30 rows): FAISS pads
     with label -1, and no padded slot becomes a hit."""
-    from vecface.types import IVFFlat
-
     store.build_index(IVFFlat(lists=10))
     store.set_query_params(probes=1)
     q = store.get(["r3"])[0].vector
