@@ -159,7 +159,8 @@ class Watch:
     connection (the handle's primary): LISTENs on CHANNEL; psycopg hands every notification that
     arrives with any statement's results to :meth:`_heard`, and :meth:`changed` also takes those
     the server sent since, without a round trip. A handle's own builds and drops are not news (it
-    reads the catalog itself after them)."""
+    reads the catalog itself after them). :meth:`changed` reads the socket under the connection's
+    own lock (psycopg's ``Connection.lock``), as psycopg's own generators require."""
 
     def __init__(self, conn: psycopg.Connection, collection: str):
         self._conn, self._collection = conn, collection
@@ -187,10 +188,14 @@ class Watch:
                 return False
             self._recheck_at = now + STANDBY_RECHECK_S
             return True
-        pg = self._conn.pgconn
-        pg.consume_input()
-        while (note := pg.notifies()) is not None:
-            if pg.notify_handler is not None:
-                pg.notify_handler(note)  # psycopg's own dispatch: to _heard
-        news, self._news = self._news, False
+        # under the connection's own lock, which psycopg holds for every statement (and while it
+        # hands a notification to _heard): the raw baselines use this connection outside the
+        # store's lock, and a _heard between reading and clearing _news would be lost
+        with self._conn.lock:
+            pg = self._conn.pgconn
+            pg.consume_input()
+            while (note := pg.notifies()) is not None:
+                if pg.notify_handler is not None:
+                    pg.notify_handler(note)  # psycopg's own dispatch: to _heard
+            news, self._news = self._news, False
         return news

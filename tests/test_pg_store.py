@@ -297,6 +297,27 @@ def test_filter_indexes_another_handle_builds_or_drops_are_seen_without_reopenin
     assert b.filter_indexes == []
 
 
+def test_news_is_read_off_the_socket_only_under_the_connections_own_lock(pg):
+    """Watch.changed reads the handle's primary connection below psycopg (consume_input): while another
+    thread holds the connection (psycopg's Connection.lock, as a raw searcher's statement does outside
+    the store's lock), it waits for it instead of reading the socket under that statement."""
+    import threading
+
+    a, b = pg("watchlock", dim=4), pg("watchlock", dim=4)
+    a.upsert_arrays(["r0", "r1"], np.eye(2, 4, dtype=np.float32), [{"tag": "x"}] * 2)
+    a.build_index(HNSW(m=4, ef_construction=16))
+    a.build_filter_index("tag", "x")
+    _news_arrived(b)
+    answers: list[bool] = []
+    with b._c().lock:
+        reader = threading.Thread(target=lambda: answers.append(b._watch.changed()))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive() and answers == []  # waiting for the connection, socket untouched
+    reader.join(10)
+    assert answers == [True] and not b._watch.changed()
+
+
 def test_legacy_layout_is_migrated_on_open(pg, admin):
     """Tables of the layout before the vecface schema (public.vecface_collections, public.vecface_<name>,
     no filter columns) are moved into the schema, keep their index, and get their filter columns."""
