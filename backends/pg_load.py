@@ -49,14 +49,17 @@ _JSONB_V1 = b"\x01"  # jsonb's binary format: a version byte, then the JSON text
 def _json_encoder() -> Callable[[Any], str]:
     """A dict's JSON text, compact, by the json module's C encoder made once: ``JSONEncoder.encode``
     makes a new one per call, which was 1.0 of its 1.4 us for a one-field dict (the metadata was
-    checked to be serialisable before, see ``types.clean_metadata_batch``)."""
+    checked to be serialisable before, see ``types.clean_metadata_batch``). No circular-reference
+    check: that check was made there, and its table of the objects being encoded, made once here,
+    would be shared by every thread encoding at once, and kept the objects of an encoding that failed
+    midway (a later encoding of one of them then said "Circular reference detected")."""
     if c_make_encoder is None:  # an interpreter without the C accelerator
-        return json.JSONEncoder(separators=(",", ":")).encode
+        return json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
     def unknown(o: Any) -> Any:
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
-    chunks = c_make_encoder({}, unknown, encode_basestring_ascii, None, ":", ",", False, False, True)
+    chunks = c_make_encoder(None, unknown, encode_basestring_ascii, None, ":", ",", False, False, True)
     return lambda obj: "".join(chunks(obj, 0))
 
 

@@ -411,6 +411,20 @@ def test_metadata_of_every_json_kind_round_trips_through_both_load_paths(pg):
     assert [h.id for h in s.search(x[0], k=1, filter={"tag": kinds[0]["tag"]})] == ["one"]
 
 
+def test_an_encoding_that_fails_midway_leaves_later_encodings_alone():
+    """The load's JSON encoder is made once for the process (pg_load._dumps): a value it cannot write
+    (the raw baseline's metadata is not checked first) fails that encoding alone; the same metadata,
+    mended in place and written again, is not taken for a circular reference."""
+    from vecface.backends import pg_load
+
+    meta = {"bbox": [1, 2, 3, 4], "extra": {"k": ["v", object()]}}
+    x = np.zeros((1, 4), dtype=np.float32)
+    with pytest.raises(TypeError):
+        pg_load.encode_rows(["r"], x, [meta])
+    meta["extra"]["k"].pop()
+    assert b'{"bbox":[1,2,3,4],"extra":{"k":["v"]}}' in pg_load.encode_rows(["r"], x, [meta])
+
+
 def test_a_batch_the_server_refuses_stops_the_streams_and_keeps_the_committed_batches(pg):
     x = np.random.default_rng(2).normal(size=(1000, 4)).astype(np.float32)
     ids = [f"r{i}" for i in range(1000)]
