@@ -73,15 +73,16 @@ def scratch(store: Any, suffix: str, index: Any = None) -> Any:
     except CollectionMismatch:  # a leftover of another run, with another shape
         cls(name, create=False, **opts).drop()
         made = cls(name, store.dim, store.metric, **opts)
-    if made.count():  # a leftover of an interrupted run
-        made.drop()
-        made = cls(name, store.dim, store.metric, **opts)
-    if index is not None:
-        try:
-            made.build_index(index)  # empty: a new collection with that index, nothing to copy
-        except BaseException:
+    try:
+        if made.count():  # a leftover of an interrupted run
             made.drop()
-            raise
+            made = cls(name, store.dim, store.metric, **opts)
+        if index is not None:
+            made.build_index(index)  # empty: a new collection with that index, nothing to copy
+    except BaseException:
+        if not made._closed:  # (drop closes the handle, and releases the local server)
+            made.drop()
+        raise
     return made
 
 
