@@ -195,8 +195,9 @@ class Runner:
         load = {"backend": backend, "engine": store.backend, "rows": rows, "seconds": elapsed,
                 "vectors_per_s": per_s(rows, elapsed), "batch_size": cfg.batch_size,
                 "storage_bytes": store.storage_bytes()}
-        if raw:
-            load["raw"] = raw_bulk(load, [before, raw_run(store, ds, cfg.batch_size, self.p, backend)])
+        if raw:  # no after-run where the run before was skipped: its ratio would be dropped anyway
+            after = before if "skipped" in before else raw_run(store, ds, cfg.batch_size, self.p, backend)
+            load["raw"] = raw_bulk(load, [before] if after is before else [before, after])
         return load
 
     # -- one index
