@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BATCH_OBJECTS = 1000  # objects per gRPC batch request (at most: a smaller upsert batch_size makes them smaller)
 IN_FLIGHT = 2  # batch requests one import keeps sent at once (see bench/weaviate_import.py)
-MAX_REPORTED_ERRORS = 5
+MAX_REPORTED_ERRORS = 5  # refused objects the message names; IngestFailed.failures holds every one
 RETRIES = 2  # sends again of the objects a transient replica error refused (see the module docstring)
 #: what a coordinator says of a replica it lost mid-write, beyond the words of an unreachable server
 _REPLICA_LOST = ("connection is closing", "code = canceled", "code = deadlineexceeded")
@@ -45,7 +45,8 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
                    opts: "Options", size: int = BATCH_OBJECTS) -> None:
     """Import (uuid, properties, vector) tuples into ``coll`` (the client's handle of class ``cls``) in
     requests of ``size`` objects; raise IngestFailed (or BackendUnavailable when the server went away)
-    for any failed object, after sending every batch."""
+    for any failed object, after sending every batch: its ``failures`` list every refused object's
+    (id, reason), its message the first MAX_REPORTED_ERRORS and how many more."""
     from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
     failed: list[tuple[tuple[str, dict[str, Any], Any], str]] = []  # (object, error)
@@ -90,10 +91,12 @@ def import_objects(coll: Any, cls: str, objects: Iterable[tuple[str, dict[str, A
             collect(chunk, lambda: send(chunk))
     if not failed:
         return
-    named = [(str(o[1].get("vid") or o[0]), msg) for o, msg in failed]
+    named = [(str(o[1].get("vid") or o[0]), conn.scrub(msg, opts)) for o, msg in failed]
     detail = "; ".join(f"{i}: {msg}" for i, msg in named[:MAX_REPORTED_ERRORS])
+    more = len(named) - MAX_REPORTED_ERRORS
     message = (f"{len(failed)} of {total} objects were not stored in Weaviate collection {cls} "
-               f"(the others were); first errors: {conn.scrub(detail, opts)}")
+               f"(the others were); first errors: {detail}"
+               + (f" (and {more} more: every one is in the error's failures)" if more > 0 else ""))
     if all(conn.is_gone(RuntimeError(msg)) for _, msg in named):
         raise BackendUnavailable(message)
-    raise IngestFailed(message, named[:MAX_REPORTED_ERRORS])
+    raise IngestFailed(message, named)

@@ -125,6 +125,28 @@ def test_one_upsert_is_one_import_across_its_batches(opened):
     assert s.count() == 23 + 22 and s.get(["c0", "c22"]) and not s.get("c1")
 
 
+def test_every_refused_object_is_in_ingest_failed(opened):
+    """A call whose objects the server refuses in several batches: IngestFailed.failures holds every
+    refused id with Weaviate's own reason (not only the few the message names), the message names the
+    first MAX_REPORTED_ERRORS and how many more, and every other object is stored."""
+    from vecface.backends.weaviate_write import MAX_REPORTED_ERRORS
+    from vecface.errors import IngestFailed
+
+    s = opened(dim=8)
+    x = clustered(31, 8, seed=5)
+    s.upsert_arrays(["first"], x[30:])  # the collection's vector length is set by its first object
+    bad = {i for i in range(30) if i % 3 == 1}  # ten short vectors (the server refuses them), in every batch
+    rows = [x[i][:5] if i in bad else x[i] for i in range(30)]
+    with pytest.raises(IngestFailed) as info:
+        s._upsert_all([f"d{i}" for i in range(30)], rows, [{}] * 30, 7)
+    err = info.value
+    assert sorted(i for i, _ in err.failures) == sorted(f"d{i}" for i in bad)
+    assert all(reason for _, reason in err.failures)
+    assert "10 of 30 objects" in str(err) and f"(and {10 - MAX_REPORTED_ERRORS} more" in str(err)
+    assert sum(f"d{i}:" in str(err) for i in bad) == MAX_REPORTED_ERRORS
+    assert s.count() == 1 + 20 and not s.get([f"d{i}" for i in bad])
+
+
 # ------------------------------------------------------------------ two first-time creates racing
 
 def test_two_first_time_opens_racing_share_one_collection(weaviate_options):
