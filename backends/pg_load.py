@@ -211,19 +211,30 @@ class RawCopy:
     """The raw load baseline: one connection, one binary COPY and commit per ``batch_size`` rows,
     into the scratch table shaped like the collection while vecface loads it (its columns, primary
     key and filter btrees; logged). Nothing of vecface's write path: no validation, no
-    normalisation, no streams, no merge. Made on entering, dropped on leaving; call it with
-    ``(ids, vectors, metadata or None)``."""
+    normalisation, no streams, no merge. The connection is its own (``connect()``), and the
+    scratch table is made on entering; both go on leaving. Call it with ``(ids, vectors, metadata
+    or None)``."""
 
-    def __init__(self, conn: psycopg.Connection, n: Names, batch_size: int):
-        self.conn, self.n, self.batch_size = conn, n, max(1, batch_size)
+    def __init__(self, connect: Callable[[], psycopg.Connection], n: Names, batch_size: int):
+        self.connect, self.n, self.batch_size = connect, n, max(1, batch_size)
+        self.conn: psycopg.Connection | None = None
         self.method = f"binary COPY + commit per {self.batch_size}-row batch, one connection, logged table"
 
     def __enter__(self) -> "RawCopy":
-        create_scratch(self.conn, self.n, filter_btrees=True)
+        self.conn = self.connect()
+        try:
+            create_scratch(self.conn, self.n, filter_btrees=True)
+        except BaseException:
+            self.conn.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        drop_scratch(self.conn, self.n)
+        assert self.conn is not None
+        try:
+            drop_scratch(self.conn, self.n)
+        finally:
+            self.conn.close()
 
     def __call__(self, ids: Sequence[str], vectors: np.ndarray, metadata: Sequence[dict[str, Any]] | None) -> None:
         metadata = metadata if metadata is not None else [{}] * len(ids)

@@ -189,8 +189,10 @@ class Watch:
             self._recheck_at = now + STANDBY_RECHECK_S
             return True
         # under the connection's own lock, which psycopg holds for every statement (and while it
-        # hands a notification to _heard): the raw baselines use this connection outside the
-        # store's lock, and a _heard between reading and clearing _news would be lost
+        # hands a notification to _heard): the raw searcher uses this connection outside the
+        # store's lock, and a _heard between reading and clearing _news would be lost. No one
+        # holds a transaction open on it outside that lock (the raw loader has a connection of
+        # its own): news reaches a connection only between its transactions
         with self._conn.lock:
             pg = self._conn.pgconn
             pg.consume_input()

@@ -52,6 +52,8 @@ BATCHES_PER_STREAM = 2
 MIN_SPLIT_ROWS = 500
 #: the ``application_name`` of the load streams' connections (as pg_stat_activity shows them)
 LOAD_STREAM_APP = "vecface-load-stream"
+#: the ``application_name`` of the raw load baseline's connection (:meth:`PgVectorStore.raw_loader`)
+RAW_LOAD_APP = "vecface-raw-load"
 
 
 def default_load_streams() -> int:
@@ -199,10 +201,14 @@ class PgVectorStore(VectorStore):
             except psycopg.Error:
                 c.close()
         while len(kept) < self._streams:
-            kept.append(psycopg.connect(self._router.uri, autocommit=True, connect_timeout=10,
-                                        application_name=LOAD_STREAM_APP))
+            kept.append(self._plain_connection(LOAD_STREAM_APP))
         self._stream_conns = kept
         return kept
+
+    def _plain_connection(self, app: str) -> psycopg.Connection:
+        """A new autocommit connection to the primary, named ``app`` (as pg_stat_activity shows it),
+        for encoded COPY data only: no types registered."""
+        return psycopg.connect(self._router.uri, autocommit=True, connect_timeout=10, application_name=app)
 
     @converts_errors("delete")
     def _delete(self, ids: list[str]) -> int:
@@ -388,8 +394,11 @@ class PgVectorStore(VectorStore):
 
     @converts_errors("raw load")
     def raw_loader(self, batch_size: int) -> pg_load.RawCopy:
+        """The raw COPY baseline on a connection of its own (opened on entering, closed on leaving),
+        as a raw client loads: its transactions never hold the handle's primary connection, which
+        the handle's searches, writes and filter-index news (:class:`pg_partial.Watch`) share."""
         self._check_open()
-        return pg_load.RawCopy(self._c(), self._n, batch_size)
+        return pg_load.RawCopy(lambda: self._plain_connection(RAW_LOAD_APP), self._n, batch_size)
 
     @converts_errors("raw search")
     def raw_searcher(self, k: int) -> Any:

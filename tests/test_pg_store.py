@@ -318,6 +318,59 @@ def test_news_is_read_off_the_socket_only_under_the_connections_own_lock(pg):
     assert answers == [True] and not b._watch.changed()
 
 
+def test_a_raw_load_on_the_same_handle_holds_none_of_its_searches_writes_or_news(pg, admin):
+    """The raw COPY baseline (raw_loader) loads on a connection of its own. While one of its batches is
+    open (its transaction begun, the batch's rows not yet read), the handle's filtered search sees the
+    filter index another handle just built (news reaches a connection only between its transactions)
+    and answers right, and a record the handle upserts meanwhile stays when that raw batch then fails
+    and rolls back; the scratch table goes with the loader."""
+    import threading
+
+    n = 600
+    x = clustered(n, 16, seed=6)
+    a = pg("rawside", dim=16)
+    a.upsert_arrays([f"r{i}" for i in range(n)], x, [{"tag": "few" if i % 10 == 0 else "many"} for i in range(n)])
+    a.build_index(HNSW(m=8, ef_construction=32))
+    a.set_query_params(ef_search=64)
+    b = pg("rawside", dim=16)
+    inside, release = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    class Held(list):
+        """A batch's metadata, read inside the raw batch's transaction: waits there until released, then fails."""
+
+        def __getitem__(self, _):
+            inside.set()
+            release.wait(30)
+            raise RuntimeError("the raw batch fails")
+
+    def raw_load() -> None:
+        try:
+            with a.raw_loader(50) as load:
+                load([f"w{i}" for i in range(50)], x[:50], Held([{}] * 50))
+        except RuntimeError as e:
+            failed.append(e)
+
+    loader = threading.Thread(target=raw_load, name="raw-load")
+    loader.start()
+    try:
+        assert inside.wait(30), "the raw batch never started"
+        b.build_filter_index("tag", "few")
+        _news_arrived(a)
+        before = _partial_scans(a)
+        hits = a.search(x[10], k=5, filter={"tag": "few"})
+        assert _partial_scans(a) == before + 1  # walked the index b built
+        assert hits[0].id == "r10" and all(h.metadata["tag"] == "few" for h in hits)
+        a.upsert_arrays(["late"], x[20:21], [{"tag": "few"}])
+    finally:
+        release.set()
+        loader.join(30)
+    assert not loader.is_alive() and [str(e) for e in failed] == ["the raw batch fails"]
+    assert a.count() == n + 1 and a.get("late")[0].metadata == {"tag": "few"}
+    assert [h.id for h in a.search(x[20], k=2, filter={"tag": "few"})] in (["r20", "late"], ["late", "r20"])
+    assert admin.execute("SELECT to_regclass('vecface.r_rawside')").fetchone() == (None,)
+
+
 def test_legacy_layout_is_migrated_on_open(pg, admin):
     """Tables of the layout before the vecface schema (public.vecface_collections, public.vecface_<name>,
     no filter columns) are moved into the schema, keep their index, and get their filter columns."""
