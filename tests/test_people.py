@@ -288,3 +288,54 @@ def test_two_thousand_people_fit_in_every_store(store_factory):
     assert people.resolve(store, ["firstname lastname 1999", "p7"]) == ["p1999", "p7"]
     people.rename(store, "p1999", "Grandpa")
     assert people.list_people(store)[1998].name == "Grandpa"
+
+
+def test_one_ingest_of_several_paths_updates_the_people_once(tmp_path, monkeypatch, dlib_embedder):
+    """``vecface ingest A B C --prune`` places the new faces of every path and recounts the people once,
+    after them all (it did once per path, plus once for the prune); a run that stores nothing writes
+    the people not at all. The library's ingest_paths does the same, and when a later path fails the
+    faces the earlier ones stored still get their people."""
+    import json
+    import vecface
+    from typer.testing import CliRunner
+
+    from vecface.cli import app
+    from vecface.ingest import ingest_paths
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    old = build(a, per_person=2, people=["eileen", "grace"], group_photo=False)
+    build(b, per_person=2, people=["grace"], group_photo=False)
+    build(c, per_person=2, people=["casey", "alex"], group_photo=False)
+    where = ["-c", "several", "--data-dir", str(tmp_path / "home")]
+    run = CliRunner().invoke
+    res = run(app, ["ingest", str(a), "-e", "face-dlib", "--workers", "0", "--no-progress", *where])
+    assert res.exit_code == 0, res.output
+    first = json.loads(run(app, ["people", *where, "--json"]).output)["people"]
+    grace = next(p["id"] for p in first if "/grace/" in p["path"])
+    eileen = next(p["id"] for p in first if "/eileen/" in p["path"])
+
+    saves = []
+    real_save = people._save
+    monkeypatch.setattr(people, "_save", lambda store, ppl: saves.append(len(ppl)) or real_save(store, ppl))
+    next(p.path for p in old if "eileen" in p.path.name).unlink()  # the prune deletes one face
+    res = run(app, ["ingest", str(a), str(b), str(c), "--prune", "--workers", "0", "--no-progress", "--json", *where])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["records_pruned"] == 1 and [r["records_stored"] for r in out["runs"]] == [0, 2, 4]
+    assert saves == [4]  # one recount, of everyone: eileen, grace and two new people
+    listed = {p["id"]: p["faces"] for p in json.loads(run(app, ["people", "list", *where, "--json"]).output)}
+    assert listed[eileen] == 1 and listed[grace] == 4 and sorted(listed.values()) == [1, 2, 2, 4]
+
+    saves.clear()
+    res = run(app, ["ingest", str(a), str(b), str(c), "--prune", "--workers", "0", "--no-progress", *where])
+    assert res.exit_code == 0 and saves == [], res.output  # nothing stored or deleted: people untouched
+
+    d = tmp_path / "d"
+    build(d, per_person=2, people=["blake"], group_photo=False)
+    with vecface.open_store("faiss", "several", path=tmp_path / "home" / "faiss") as store, \
+            Manifest(tmp_path / "home" / "ingest.sqlite") as manifest:
+        with pytest.raises(InvalidArgument):
+            ingest_paths(store, [d, tmp_path / "missing"], dlib_embedder, manifest=manifest, progress=False,
+                         workers=0, log_dir=tmp_path / "logs")
+        assert saves == [5]  # the new person of d's faces, placed although the second path failed
+        assert all(r.metadata.get("person") for r in store.get(store.ids()))

@@ -32,19 +32,20 @@ How it stays exact
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .config import data_dir
 from .embedders import Embedder
-from .errors import InvalidArgument
+from .errors import InvalidArgument, VecfaceError
 from .images import path_text, scan_images, text_path
 from .ingest_workers import FilePool, FileResult, Task, default_workers
 from .manifest import FileState, Manifest, check_embedder
@@ -150,7 +151,8 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     ``ray``: a Ray cluster's address (``"auto"``, ``"local"``, ``host:port``) to do the work on Ray
     actors instead (:mod:`vecface.ingest_ray`; ``workers`` then defaults to the cluster's CPUs).
     ``people``: where the collection has people (``vecface people``), new faces join them or start
-    new ones at the end, and the people are recounted (:func:`vecface.people.assign_new`).
+    new ones at the end, and the people are recounted (:func:`update_people`); ``False`` leaves
+    that to the caller (:func:`ingest_paths` does it once for several folders).
     """
     if batch_size < 1:
         raise InvalidArgument("batch_size must be >= 1")
@@ -212,16 +214,59 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
                 if len(batch) >= batch_size:
                     flush()
             flush()
-        if people and (report.records_stored or report.records_deleted):
-            from .people import assign_new
-
-            assign_new(store)  # places new faces and recounts (faces of changed files were deleted)
+        if people and _changed(report):
+            update_people(store)
         report.seconds = time.perf_counter() - t0
         report.log_path = _write_log(report, log_dir)
         return report
     finally:
         if own_manifest:
             manifest.close()
+
+
+def _changed(*reports: "IngestReport | PruneReport | None") -> bool:
+    """Whether any of the runs stored or deleted records (then the people need updating)."""
+    return any(isinstance(r, PruneReport) and r.records or isinstance(r, IngestReport) and
+               (r.records_stored or r.records_deleted) for r in reports)
+
+
+def update_people(store: VectorStore) -> None:
+    """The collection's people after an ingest stored or deleted faces: faces without a person join
+    one or start new ones, and everyone is recounted (faces of changed or pruned files are gone);
+    nothing where the collection has no people (:func:`vecface.people.assign_new`)."""
+    from .people import assign_new
+
+    assign_new(store)
+
+
+def ingest_paths(store: VectorStore, paths: Sequence[str | os.PathLike[str]], embedder: Embedder, *,
+                 prune: bool = False, people: bool = True, manifest: Manifest | None = None,
+                 **options: Any) -> tuple[list[IngestReport], PruneReport | None]:
+    """:func:`ingest_folder` of each of ``paths`` in turn (``options`` are its keyword arguments),
+    after :func:`prune_missing` of them when ``prune``; with ``people``, the collection's people are
+    updated once, after them all, for what every path stored or deleted (:func:`update_people`),
+    also when a later path failed after earlier ones stored faces. Returns the reports, one per
+    path, and the prune's report (None without ``prune``)."""
+    own_manifest = manifest is None
+    manifest = manifest or Manifest()
+    reports: list[IngestReport] = []
+    pruned: PruneReport | None = None
+    try:
+        if prune:
+            pruned = prune_missing(store, list(paths), manifest, people=False)
+        for path in paths:
+            reports.append(ingest_folder(store, path, embedder, manifest=manifest, people=False, **options))
+    except Exception:
+        if people and _changed(pruned, *reports):  # what was stored before the failure still gets its people
+            with contextlib.suppress(VecfaceError):
+                update_people(store)
+        raise
+    finally:
+        if own_manifest:
+            manifest.close()
+    if people and _changed(pruned, *reports):
+        update_people(store)
+    return reports, pruned
 
 
 def _store_batch(store: VectorStore, manifest: Manifest, embedder: Embedder, batch: list[FileResult],
@@ -284,11 +329,12 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manifest: Manifest | None = None) -> PruneReport:
+def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manifest: Manifest | None = None,
+                  *, people: bool = True) -> PruneReport:
     """Delete the records of files under ``roots`` (folders or files, as ingest was given them) that the
     manifest holds but that are gone from disk, and forget them in the manifest. Files elsewhere, and
     files still on disk (even unreadable ones), are not touched. The manifest is read afresh here.
-    The collection's people, if it has any, are recounted without the deleted faces."""
+    With ``people``, the collection's people, if it has any, are recounted without the deleted faces."""
     own_manifest = manifest is None
     manifest = manifest or Manifest()
     try:
@@ -301,7 +347,7 @@ def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manif
             report.records += store.delete(ids[start:start + 500])
         if gone:
             manifest.commit(store.backend, store.name, {}, forget=gone)
-        if report.records:
+        if people and report.records:
             from .people import refresh
 
             refresh(store)  # the people's face counts and representatives without the deleted faces

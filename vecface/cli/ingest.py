@@ -66,7 +66,7 @@ def ingest_cmd(
 ) -> None:
     """Embed every image under PATHS into a collection (idempotent and resumable)."""
     from ..embedders import make_embedder
-    from ..ingest import ingest_folder, prune_missing
+    from ..ingest import ingest_paths
     from ..manifest import MANIFEST_NAME, Manifest
     from ..collection_info import stored_spec
     from ..search import resolve_spec
@@ -77,7 +77,6 @@ def ingest_cmd(
         raise InvalidArgument(f"{', '.join(missing)} do(es) not exist")
     det = dict(detector=detector, upsample=upsample, min_score=min_score, min_size=min_face,
                scale_factor=scale_factor, min_neighbors=min_neighbors, jitter=jitter, max_side=max_side)
-    reports = []
     with Manifest(where.home / MANIFEST_NAME) as manifest:
         stored = None  # not ingested from here: the collection's own description, if it exists
         if manifest.embedder(backend, collection) is None:
@@ -89,11 +88,11 @@ def ingest_cmd(
         spec = resolve_spec(manifest, backend, collection, embedder, model, stored)
         emb = make_embedder(spec, device=device, **{k: v for k, v in det.items() if v is not None})
         with where.open(emb.dim, "cosine") as store:
-            pruned = prune_missing(store, paths, manifest) if prune else None
-            for path in paths:
-                reports.append(ingest_folder(store, path, emb, tag=tag, batch_size=batch_size, workers=workers,
-                                             progress=progress and not as_json, manifest=manifest,
-                                             max_pixels=max_pixels, log_dir=where.home / "logs", ray=ray))
+            # the people are updated once, after every path (not once per path)
+            reports, pruned = ingest_paths(store, paths, emb, prune=prune, manifest=manifest, tag=tag,
+                                           batch_size=batch_size, workers=workers,
+                                           progress=progress and not as_json, max_pixels=max_pixels,
+                                           log_dir=where.home / "logs", ray=ray)
     if as_json:
         out = [r.to_dict() for r in reports]
         doc = out[0] if len(out) == 1 else {"runs": out}
