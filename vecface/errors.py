@@ -91,7 +91,8 @@ class CollectionBusy(BackendError):
 
 
 class IngestFailed(BackendError):
-    """Some records of a batch were not stored; ``failures`` lists (id, reason) pairs."""
+    """Some records of a call were not stored; ``failures`` lists the (id, reason) of every one
+    (the message may name only the first few)."""
 
     def __init__(self, message: str, failures: list[tuple[str, str]] | None = None):
         super().__init__(message)

@@ -247,13 +247,14 @@ def ingest_paths(store: VectorStore, paths: Sequence[str | os.PathLike[str]], em
     updated once, after them all, for what every path stored or deleted (:func:`update_people`),
     also when a later path failed after earlier ones stored faces. Returns the reports, one per
     path, and the prune's report (None without ``prune``)."""
+    paths = list(paths)
     own_manifest = manifest is None
     manifest = manifest or Manifest()
     reports: list[IngestReport] = []
     pruned: PruneReport | None = None
     try:
         if prune:
-            pruned = prune_missing(store, list(paths), manifest, people=False)
+            pruned = prune_missing(store, paths, manifest, people=False)
         for path in paths:
             reports.append(ingest_folder(store, path, embedder, manifest=manifest, people=False, **options))
     except Exception:
