@@ -359,8 +359,9 @@ def test_interleaved_measurements_alternate_and_count_every_call():
     lat = interleaved_serial(paths, qs, warmup=2)
     assert len(lat["a"]) == len(lat["b"]) == 6
     timed = calls[4:]  # after 2 warm-up queries through both paths
-    assert [name for name, _ in timed] == ["a", "b", "b", "a"] * 3  # the order flips every query
-    assert [q for _, q in timed] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]  # each query through both
+    assert [name for name, _ in timed] == ["a", "b", "b", "a"] * 3  # the order flips every step
+    # each query once through each path, never right after the other path ran it (b is 3 behind)
+    assert [q for _, q in timed] == [0, 3, 4, 1, 2, 5, 0, 3, 4, 1, 2, 5]
 
     seen = {"a": 0, "b": 0}
 
