@@ -169,7 +169,7 @@ def overhead(
     queries: int = typer.Option(1000, "--queries", help="Queries, each run through both paths."),
     k: int = typer.Option(10, "--k", help="Neighbours per query."),
     concurrency: str = typer.Option("1,2,3,4,5,6,7,8", "--concurrency", help="Concurrent clients for the QPS comparison."),
-    duration: float = typer.Option(1.0, "--duration", help="Seconds of throughput per path and client count (in slices A B B A A B B A)."),
+    duration: float = typer.Option(2.0, "--duration", help="Seconds of throughput per path and client count (in slices of 0.05 s or more, A B B A ..., after a warm-up slice)."),
     out: Path = typer.Option(Path("vecface-report/overhead"), "--out", help="Report directory."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
     batch_size: int = typer.Option(5000, "--batch-size", help="Rows per bulk upsert batch."),
@@ -182,7 +182,7 @@ def overhead(
     kinds = {s.split(":", 1)[0].strip() for s in specs}
     cfg = BenchConfig(
         backends=_names(backends), indexes=specs, dataset=dataset, n=n, dim=dim, queries=queries, k=k,
-        duration=duration, out=str(out), seed=seed, batch_size=batch_size, backend_options=data_dir_options(data_dir),
+        overhead_duration=duration, out=str(out), seed=seed, batch_size=batch_size, backend_options=data_dir_options(data_dir),
         phases=["overhead"], overhead_at={kind: ef_search for kind in kinds},
         overhead_concurrency=_ints(concurrency, "--concurrency"), overhead_queries=queries,
     )

@@ -56,6 +56,13 @@ class BenchConfig:
     overhead_at: dict[str, int] = field(default_factory=lambda: {"hnsw": 40})
     overhead_concurrency: list[int] = field(default_factory=lambda: list(range(1, 9)))
     overhead_queries: int = 1000
+    #: seconds of throughput per path at each client count in the overhead comparison (its own knob:
+    #: a ratio of two paths needs more time than one path's QPS), cut into slices of
+    #: ``overhead_slice_s`` (longer where a client makes fewer than 10 calls in that time) taken
+    #: A B B A ..., after one uncounted ``overhead_warmup_s`` slice per path
+    overhead_duration: float = 2.0
+    overhead_slice_s: float = 0.05
+    overhead_warmup_s: float = 0.1
     #: extra targets on other topologies (clusters): {"backend", "label", "options"} each; the
     #: backend then also runs as before, labelled "1 node", so one run compares them
     topologies: list[dict[str, Any]] = field(default_factory=list)
@@ -71,6 +78,7 @@ class BenchConfig:
             self.concurrency = [c for c in self.concurrency if c <= 2] or [1]
             self.overhead_concurrency = [c for c in self.overhead_concurrency if c <= 2] or [1]
             self.overhead_queries = min(self.overhead_queries, 200)
+            self.overhead_duration = min(self.overhead_duration, 0.5)
             self.filter_queries = min(self.filter_queries, 100)
             self.baseline_rows = min(self.baseline_rows, 300)
             self.warmup = min(self.warmup, 20)

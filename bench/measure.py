@@ -8,6 +8,7 @@ handle, so its own connection).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -52,47 +53,78 @@ def serial_pass(store, queries: np.ndarray, k: int, flt=None, warmup: int = 0, t
     return lat, ids, dists
 
 
+class Clients:
+    """C client threads, client j calling ``fns[j]``, started once and kept for every slice they run
+    (so thread start-up is paid once, outside any timed slice). Use as a context manager."""
+
+    def __init__(self, fns: Sequence[SearchFn], queries: np.ndarray):
+        self.fns, self.queries, self.c = list(fns), queries, len(fns)
+        self._start = threading.Barrier(self.c + 1)
+        self._done = threading.Barrier(self.c + 1)
+        self._end = 0.0
+        self._closing = False
+        self._counts = [0] * self.c
+        self._errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._work, args=(j,), daemon=True) for j in range(self.c)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self, j: int) -> None:
+        f, queries, nq = self.fns[j], self.queries, len(self.queries)
+        while True:
+            self._start.wait()
+            if self._closing:
+                return
+            i = (j * nq) // self.c  # every slice runs the same queries from the same places
+            n = 0
+            try:
+                stop = self._end
+                while time.perf_counter() < stop:
+                    f(queries[i % nq])
+                    i += 1
+                    n += 1
+            except BaseException as e:  # reported by run() after the slice
+                self._errors.append(e)
+            self._counts[j] = n
+            self._done.wait()
+
+    def run(self, duration: float) -> dict[str, Any]:
+        """One slice: every client calls its function on the queries in turn for ``duration`` seconds
+        (clients start at different places in the query list). QPS = answered queries / elapsed s."""
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        self._end = t0 + duration
+        self._start.wait()
+        self._done.wait()
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        if self._errors:
+            raise self._errors[0]
+        total = sum(self._counts)
+        return {"clients": self.c, "queries": total, "seconds": wall, "qps": total / wall if wall > 0 else 0.0,
+                "client_cpu_cores": cpu / wall if wall > 0 else 0.0}
+
+    def close(self) -> None:
+        self._closing = True
+        try:
+            self._start.wait(timeout=60)
+        except threading.BrokenBarrierError:
+            pass
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def __enter__(self) -> "Clients":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def throughput(fns: Sequence[SearchFn], queries: np.ndarray, duration: float) -> dict[str, Any]:
     """C = len(fns) threads, client j calling ``fns[j]`` on the queries in turn for ``duration`` seconds
     (clients start at different places in the query list). QPS = answered queries / elapsed seconds."""
-    c = len(fns)
-    counts = [0] * c
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(c + 1)
-    end = [0.0]
-    nq = len(queries)
-
-    def work(j: int) -> None:
-        f = fns[j]
-        i = (j * nq) // c
-        n = 0
-        try:
-            barrier.wait()
-            stop = end[0]
-            while time.perf_counter() < stop:
-                f(queries[i % nq])
-                i += 1
-                n += 1
-        except BaseException as e:  # reported after join
-            errors.append(e)
-        counts[j] = n
-
-    threads = [threading.Thread(target=work, args=(j,), daemon=True) for j in range(c)]
-    for t in threads:
-        t.start()
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    end[0] = t0 + duration
-    barrier.wait()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    if errors:
-        raise errors[0]
-    total = sum(counts)
-    return {"clients": c, "queries": total, "seconds": wall, "qps": total / wall if wall > 0 else 0.0,
-            "client_cpu_cores": cpu / wall if wall > 0 else 0.0}
+    with Clients(fns, queries) as clients:
+        return clients.run(duration)
 
 
 def interleaved_serial(paths: dict[str, SearchFn], queries: np.ndarray, warmup: int = 0,
@@ -124,16 +156,30 @@ def interleaved_serial(paths: dict[str, SearchFn], queries: np.ndarray, warmup: 
 
 
 def interleaved_throughput(paths: dict[str, Sequence[SearchFn]], queries: np.ndarray, duration: float,
-                           rounds: int = 2) -> dict[str, dict[str, Any]]:
+                           slice_s: float | None = None, warmup_s: float = 0.0,
+                           calls_per_slice: int = 10) -> dict[str, dict[str, Any]]:
     """Throughput of each path with the same clients, ``duration`` seconds per path in all, measured
-    in slices A B B A, ``rounds`` times over, and summed per path (answered queries / seconds), so a
-    change in the machine's load during the measurement weighs on both paths alike."""
+    in slices A B B A A B B A ..., so a change in the machine's load weighs on both paths alike.
+
+    Each path's clients are started once and kept; each path first runs one uncounted ``warmup_s``
+    slice. Slices last ``slice_s`` seconds (None: a quarter of ``duration``), or longer where the
+    warm-up showed that a client of the slower path would make fewer than ``calls_per_slice`` calls
+    in that time; the same length for both paths. Per path: the slices summed (answered queries /
+    seconds), each slice's QPS in order (``slice_qps``: slice i of one path ran right next to slice
+    i of the other) and the slice length."""
     names = list(paths)
-    order = (names + names[::-1]) * max(1, rounds)
-    piece = duration / (2 * max(1, rounds))
     parts: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for name in order:
-        parts[name].append(throughput(paths[name], queries, piece))
+    with contextlib.ExitStack() as stack:
+        clients = {name: stack.enter_context(Clients(paths[name], queries)) for name in names}
+        piece = slice_s if slice_s else duration / 4
+        if warmup_s > 0:
+            warm = [clients[name].run(warmup_s) for name in names]
+            slowest = min(w["qps"] for w in warm)
+            if slowest > 0:
+                piece = max(piece, calls_per_slice * len(paths[names[0]]) / slowest)
+        rounds = max(1, round(duration / (2 * piece)))
+        for name in (names + names[::-1]) * rounds:
+            parts[name].append(clients[name].run(piece))
     out = {}
     for name, ps in parts.items():
         queries_done = sum(p["queries"] for p in ps)
@@ -141,5 +187,6 @@ def interleaved_throughput(paths: dict[str, Sequence[SearchFn]], queries: np.nda
         cpu = sum(p["client_cpu_cores"] * p["seconds"] for p in ps)
         out[name] = {"clients": ps[0]["clients"], "queries": queries_done, "seconds": secs,
                      "qps": queries_done / secs if secs > 0 else 0.0,
-                     "client_cpu_cores": cpu / secs if secs > 0 else 0.0}
+                     "client_cpu_cores": cpu / secs if secs > 0 else 0.0,
+                     "slice_s": piece, "slice_qps": [p["qps"] for p in ps]}
     return out

@@ -101,11 +101,29 @@ def _ratio(a: Any, b: Any) -> float | None:
     return float(a) / float(b)
 
 
+def slice_ratios(t: dict[str, Any]) -> list[float]:
+    """vecface / raw QPS of each pair of slices taken side by side in one throughput entry (slice i of
+    one path ran right next to slice i of the other); empty for entries recorded without slices."""
+    pairs = zip(t["vecface"].get("slice_qps") or [], t["raw"].get("slice_qps") or [])
+    return [r for r in (_ratio(a, b) for a, b in pairs) if r is not None]
+
+
+def _qps_ratio(t: dict[str, Any]) -> dict[str, Any]:
+    """The median of the slice pairs' ratios (a burst of load from elsewhere that hits one slice moves
+    one pair, not the result), with their middle half (``spread``: 25th and 75th percentile) and the
+    ratio of the summed QPS (``summed``); results recorded without slices: the summed ratio."""
+    summed = _ratio(t["vecface"]["qps"], t["raw"]["qps"])
+    pairs = slice_ratios(t)
+    if not pairs:
+        return {"clients": t["clients"], "ratio": summed, "summed": summed}
+    q25, q50, q75 = np.percentile(pairs, [25, 50, 75])
+    return {"clients": t["clients"], "ratio": float(q50), "summed": summed, "spread": [float(q25), float(q75)]}
+
+
 def overhead_ratios(entry: dict[str, Any]) -> dict[str, Any]:
     """vecface / raw from one overhead entry's recorded figures: latency ratios (``p50``, ``p90``;
     1.10 = vecface takes 10% longer per query) and QPS ratios per client count (``qps``; 0.91 =
-    vecface answers 9% fewer queries per second)."""
+    vecface answers 9% fewer queries per second; see :func:`_qps_ratio`)."""
     ours, raw = entry["serial"]["vecface"], entry["serial"]["raw"]
     return {"p50": _ratio(ours.get("p50"), raw.get("p50")), "p90": _ratio(ours.get("p90"), raw.get("p90")),
-            "qps": [{"clients": t["clients"], "ratio": _ratio(t["vecface"]["qps"], t["raw"]["qps"])}
-                    for t in entry.get("throughput", [])]}
+            "qps": [_qps_ratio(t) for t in entry.get("throughput", [])]}

@@ -4,8 +4,10 @@ on the same built index and the same queries, interleaved.
 
 Serially: every query through both paths, alternating (latency p50/p90 of each). Concurrently: C
 clients, each with its own store handle and its own raw searcher from that handle, measured in slices
-A B B A A B B A (QPS of each). The ratios vecface/raw are computed from the recorded figures by
-:func:`vecface.bench.metrics.overhead_ratios`.
+A B B A A B B A ... (QPS of each), the clients started once per path and warmed up by one uncounted
+slice. The ratios vecface/raw are computed from the recorded figures by
+:func:`vecface.bench.metrics.overhead_ratios` (the QPS ratio: the median of the ratios of slices
+taken side by side).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ PATHS = ("vecface", "raw")
 
 
 def measure_overhead(handles: Sequence[Any], queries: np.ndarray, k: int, concurrency: Sequence[int],
-                     duration: float, warmup: int, tick=None) -> dict[str, Any]:
+                     duration: float, warmup: int, tick=None, slice_s: float = 0.05,
+                     warmup_s: float = 0.1) -> dict[str, Any]:
     """One comparison on ``handles`` (store handles on one collection, query parameters already set;
-    ``handles[0]`` serves the serial pass). Raises UnsupportedOperation where the backend has no raw
-    searcher."""
+    ``handles[0]`` serves the serial pass): ``duration`` seconds per path and client count, in slices
+    of ``slice_s`` or longer (see :func:`~vecface.bench.measure.interleaved_throughput`). Raises
+    UnsupportedOperation where the backend has no raw searcher."""
     raws = [h.raw_searcher(k) for h in handles]
     ours = [searcher(h, k) for h in handles]
     lat = interleaved_serial({"vecface": ours[0], "raw": raws[0]}, queries, warmup=warmup, tick=tick)
@@ -36,7 +40,8 @@ def measure_overhead(handles: Sequence[Any], queries: np.ndarray, k: int, concur
         "throughput": [],
     }
     for c in concurrency:
-        tp = interleaved_throughput({"vecface": ours[:c], "raw": raws[:c]}, queries, duration)
+        tp = interleaved_throughput({"vecface": ours[:c], "raw": raws[:c]}, queries, duration, slice_s=slice_s,
+                                    warmup_s=warmup_s)
         entry["throughput"].append({"clients": c, **tp})
     entry["ratios"] = metrics.overhead_ratios(entry)
     return entry
@@ -56,9 +61,11 @@ def overhead_phase(run: dict[str, Any], handles: Sequence[Any], queries: np.ndar
     label = f"{run['backend']}/{kind}"
     try:
         with progress.task(f"{label}: vecface vs raw client ({param}={value}, {len(qs)} queries serial + "
-                           f"C={','.join(map(str, cfg.overhead_concurrency))} x {cfg.duration:g}s)", len(qs)) as tick:
-            return {**base, **measure_overhead(handles, qs, cfg.k, cfg.overhead_concurrency, cfg.duration,
-                                               warmup=min(cfg.warmup, len(qs)), tick=tick)}
+                           f"C={','.join(map(str, cfg.overhead_concurrency))} x {cfg.overhead_duration:g}s per path)",
+                           len(qs)) as tick:
+            return {**base, **measure_overhead(handles, qs, cfg.k, cfg.overhead_concurrency, cfg.overhead_duration,
+                                               warmup=min(cfg.warmup, len(qs)), tick=tick,
+                                               slice_s=cfg.overhead_slice_s, warmup_s=cfg.overhead_warmup_s)}
     except UnsupportedOperation as e:
         return {**base, "skipped": str(e)}
     except Exception as e:  # one failed comparison must not end the benchmark

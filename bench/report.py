@@ -132,9 +132,11 @@ METHOD = [
     "Overhead: on the same built index, with the same queries and query parameters, each query is run through "
     "vecface's `search` and through the backend's raw client call (`raw_searcher`: FAISS `index.search`, a "
     "prepared binary SQL query over psycopg, weaviate-client `near_vector`, returning ids only), alternating "
-    "per query; then C clients (each with its own handle) run each path for the throughput duration, in "
-    "slices taken in the order A B B A A B B A, so a change in the machine's load weighs on both paths alike. "
-    "Ratios are vecface / raw.",
+    "per query; then C clients (each with its own handle, started once and warmed up by an uncounted slice) "
+    "run each path for the overhead duration, in short slices taken in the order A B B A A B B A ..., so a "
+    "change in the machine's load weighs on both paths alike. Ratios are vecface / raw; the QPS ratio is the "
+    "median of the ratios of slices taken side by side (a burst of load from elsewhere moves one pair, not "
+    "the result), and the per-client-count table gives the middle half of those pairs' ratios.",
     "Client-bound: for server backends, when the benchmark process itself used at least 80% of the machine's "
     "cores during a throughput measurement, the client (Python, result decoding) limited that figure (marked *). "
     "FAISS runs inside the client process, so its CPU use is the search itself.",

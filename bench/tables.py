@@ -190,19 +190,23 @@ OVERHEAD_HEAD = ["backend/index", "query parameter", "queries", "p50 ms vecface 
 
 
 def overhead_qps_rows(results) -> list[list[str]]:
-    """One row per backend x index x client count: both paths' QPS and their ratio."""
+    """One row per backend x index x client count: both paths' QPS, their ratio (the median of the
+    slice pairs' ratios) and the middle half of those pairs' ratios."""
     rows = []
     for label, o in overhead_entries(results):
         if o.get("skipped"):
             continue
-        ratio = {r["clients"]: r["ratio"] for r in _ratios(o)["qps"]}
+        ratio = {r["clients"]: r for r in _ratios(o)["qps"]}
         for t in o.get("throughput") or []:
+            r = ratio.get(t["clients"]) or {}
+            spread = r.get("spread")
             rows.append([label, str(t["clients"]), num(t["vecface"]["qps"]), num(t["raw"]["qps"]),
-                         _x(ratio.get(t["clients"]))])
+                         _x(r.get("ratio")), f"{_x(spread[0])} – {_x(spread[1])}" if spread else "–"])
     return rows
 
 
-OVERHEAD_QPS_HEAD = ["backend/index", "clients", "vecface QPS", "raw QPS", "QPS ratio"]
+OVERHEAD_QPS_HEAD = ["backend/index", "clients", "vecface QPS", "raw QPS", "QPS ratio",
+                     "slice pairs' ratios (middle half)"]
 
 
 TOPOLOGY_HEAD = ["backend", "topology", "index", "load vec/s", "query setting", "recall@k", "p50 ms", "best QPS"]

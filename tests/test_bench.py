@@ -177,7 +177,8 @@ def test_end_to_end(bench_backend, request, tmp_path, vecface_home):
                       concurrency=[1, 2], duration=0.2, warmup=3, filter_queries=25, batch_size=400,
                       baseline_rows=40, out=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"),
                       collection=f"tb{bench_backend[:3]}", backend_options={bench_backend: options},
-                      sweep={"hnsw": [10, 40], "ivfflat": [1, 3]}, keep_answers=True, overhead_concurrency=[1, 2])
+                      sweep={"hnsw": [10, 40], "ivfflat": [1, 3]}, keep_answers=True, overhead_concurrency=[1, 2],
+                      overhead_duration=0.2, overhead_slice_s=0.05)
     res = run_benchmark(cfg)
     from vecface.bench.report import write_report
 
@@ -288,7 +289,12 @@ def _check_overhead(over: dict, concurrency: list[int]) -> None:
     assert [r["clients"] for r in over["ratios"]["qps"]] == concurrency
     for t, r in zip(over["throughput"], over["ratios"]["qps"]):
         assert t["vecface"]["queries"] > 0 and t["raw"]["queries"] > 0
-        assert r["ratio"] == pytest.approx(t["vecface"]["qps"] / t["raw"]["qps"])
+        assert r["summed"] == pytest.approx(t["vecface"]["qps"] / t["raw"]["qps"])
+        ours, raw = t["vecface"]["slice_qps"], t["raw"]["slice_qps"]
+        assert len(ours) == len(raw) >= 2  # slices side by side, A B B A ...
+        pairs = sorted(a / b for a, b in zip(ours, raw))
+        assert r["ratio"] == pytest.approx(float(np.median(pairs)))
+        assert pairs[0] <= r["spread"][0] <= r["ratio"] <= r["spread"][1] <= pairs[-1]
 
 
 def test_report_command_rerenders_and_merges(tmp_path, faiss_options):
@@ -374,6 +380,60 @@ def test_interleaved_measurements_alternate_and_count_every_call():
     assert tp["a"]["clients"] == tp["b"]["clients"] == 2
     assert tp["a"]["queries"] == seen["a"] > 0 and tp["b"]["queries"] == seen["b"] > 0
     assert tp["a"]["qps"] == pytest.approx(tp["a"]["queries"] / tp["a"]["seconds"])
+    assert len(tp["a"]["slice_qps"]) == len(tp["b"]["slice_qps"]) == 4  # A B B A A B B A
+
+
+def test_interleaved_throughput_keeps_its_clients_and_does_not_count_the_warm_up():
+    """Each path's C client threads are started once and serve every slice of it (the warm-up slice
+    included); the warm-up's calls are not counted; the threads are gone afterwards."""
+    import threading
+
+    threads: dict[str, set[int]] = {"a": set(), "b": set()}
+    calls = {"a": 0, "b": 0}
+    lock = threading.Lock()
+
+    def client(name):
+        def f(q):
+            with lock:
+                threads[name].add(threading.get_ident())
+                calls[name] += 1
+        return f
+
+    before = threading.active_count()
+    qs = np.arange(4, dtype=np.float32)[:, None]
+    tp = interleaved_throughput({name: [client(name) for _ in range(3)] for name in "ab"}, qs, duration=0.12,
+                                slice_s=0.02, warmup_s=0.03, calls_per_slice=1)
+    assert len(threads["a"]) == len(threads["b"]) == 3 and not threads["a"] & threads["b"]
+    for name in "ab":
+        assert len(tp[name]["slice_qps"]) == 6 and tp[name]["clients"] == 3
+        assert 0 < tp[name]["queries"] < calls[name]  # the warm-up slice ran and was not counted
+    assert threading.active_count() == before
+
+
+def test_slices_are_long_enough_for_the_slower_path():
+    """Where the warm-up shows a client of the slower path would make fewer than ``calls_per_slice``
+    calls in a slice, both paths' slices are lengthened alike (and there are fewer of them)."""
+    import time
+
+    qs = np.zeros((3, 2), dtype=np.float32)
+    tp = interleaved_throughput({"fast": [lambda q: None] * 2, "slow": [lambda q: time.sleep(0.005)] * 2}, qs,
+                                duration=0.2, slice_s=0.005, warmup_s=0.03, calls_per_slice=4)
+    piece = tp["fast"]["slice_s"]
+    assert piece == tp["slow"]["slice_s"] >= 4 * 0.005  # a slow client's call takes at least 5 ms
+    assert len(tp["fast"]["slice_qps"]) == len(tp["slow"]["slice_qps"]) == 2 * max(1, round(0.2 / (2 * piece)))
+
+
+def test_a_failing_client_is_reported_and_every_thread_stops():
+    import threading
+
+    def broken(q):
+        raise ValueError("search broke")
+
+    before = threading.active_count()
+    qs = np.zeros((3, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="search broke"):
+        interleaved_throughput({"a": [lambda q: None] * 2, "b": [broken, lambda q: None]}, qs, duration=0.05)
+    assert threading.active_count() == before
 
 
 def test_overhead_ratios_come_from_the_recorded_figures():
@@ -382,7 +442,16 @@ def test_overhead_ratios_come_from_the_recorded_figures():
                             {"clients": 2, "vecface": {"qps": 1500.0}, "raw": {"qps": 0.0}}]}
     r = M.overhead_ratios(entry)
     assert r["p50"] == pytest.approx(1.2) and r["p90"] == pytest.approx(1.25)
-    assert r["qps"] == [{"clients": 1, "ratio": pytest.approx(0.9)}, {"clients": 2, "ratio": None}]
+    # recorded without slices (older results): the ratio of the summed QPS
+    assert r["qps"] == [{"clients": 1, "ratio": pytest.approx(0.9), "summed": pytest.approx(0.9)},
+                        {"clients": 2, "ratio": None, "summed": None}]
+    # with slices: the median of the side-by-side pairs' ratios, so one slice hit by a burst of
+    # load from elsewhere moves one pair and not the result
+    entry["throughput"] = [{"clients": 4, "vecface": {"qps": 700.0, "slice_qps": [90.0, 95.0, 20.0, 88.0, 96.0]},
+                            "raw": {"qps": 800.0, "slice_qps": [100.0, 100.0, 100.0, 100.0, 100.0]}}]
+    (q,) = M.overhead_ratios(entry)["qps"]
+    assert q["ratio"] == pytest.approx(0.90) and q["summed"] == pytest.approx(0.875)
+    assert q["spread"] == [pytest.approx(0.88), pytest.approx(0.95)]
 
 
 def test_bench_overhead_command(tmp_path, faiss_options, vecface_home):
