@@ -66,7 +66,7 @@ def _params(p: dict[str, Any]) -> str:
     if "overhead" in phases:
         parts.append(
             f"overhead at {p.get('overhead_at')} (index kind: its query knob), up to {p.get('overhead_queries')} "
-            f"queries through both paths, then {p.get('duration')} s per path at each of "
+            f"queries through both paths, then {p.get('overhead_duration', p.get('duration'))} s per path at each of "
             f"{p.get('overhead_concurrency')} concurrent clients")
     parts.append(f"bulk load in batches of {p.get('batch_size')}")
     if "baselines" in phases:
@@ -131,8 +131,9 @@ METHOD = [
     "collection and answering one query (FAISS reads its index file; servers open a connection).",
     "Overhead: on the same built index, with the same queries and query parameters, each query is run through "
     "vecface's `search` and through the backend's raw client call (`raw_searcher`: FAISS `index.search`, a "
-    "prepared binary SQL query over psycopg, weaviate-client `near_vector`, returning ids only), alternating "
-    "per query; then C clients (each with its own handle, started once and warmed up by an uncounted slice) "
+    "prepared binary SQL query over psycopg, weaviate-client `near_vector`, returning ids only), the paths "
+    "alternating call by call, each on a different query from the one the other path has just run (back to "
+    "back, the second call on a query would find it in the CPU's caches); then C clients (each with its own handle, started once and warmed up by an uncounted slice) "
     "run each path for the overhead duration, in short slices taken in the order A B B A A B B A ..., so a "
     "change in the machine's load weighs on both paths alike. Ratios are vecface / raw; the QPS ratio is the "
     "median of the ratios of slices taken side by side (a burst of load from elsewhere moves one pair, not "
