@@ -196,8 +196,8 @@ class Runner:
                 "vectors_per_s": per_s(rows, elapsed), "batch_size": cfg.batch_size,
                 "storage_bytes": store.storage_bytes()}
         if raw:  # no after-run where the run before was skipped: its ratio would be dropped anyway
-            after = before if "skipped" in before else raw_run(store, ds, cfg.batch_size, self.p, backend)
-            load["raw"] = raw_bulk(load, [before] if after is before else [before, after])
+            runs = [before] if "skipped" in before else [before, raw_run(store, ds, cfg.batch_size, self.p, backend)]
+            load["raw"] = raw_bulk(load, runs)
         return load
 
     # -- one index
