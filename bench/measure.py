@@ -174,9 +174,9 @@ def interleaved_throughput(paths: dict[str, Sequence[SearchFn]], queries: np.nda
         piece = slice_s if slice_s else duration / 4
         if warmup_s > 0:
             warm = [clients[name].run(warmup_s) for name in names]
-            slowest = min(w["qps"] for w in warm)
-            if slowest > 0:
-                piece = max(piece, calls_per_slice * len(paths[names[0]]) / slowest)
+            per_client = min(w["qps"] / w["clients"] for w in warm)
+            if per_client > 0:  # calls per second of a client of the slower path
+                piece = max(piece, calls_per_slice / per_client)
         rounds = max(1, round(duration / (2 * piece)))
         for name in (names + names[::-1]) * rounds:
             parts[name].append(clients[name].run(piece))
