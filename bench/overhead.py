@@ -25,11 +25,12 @@ PATHS = ("vecface", "raw")
 
 
 def measure_overhead(handles: Sequence[Any], queries: np.ndarray, k: int, concurrency: Sequence[int],
-                     duration: float, warmup: int, tick=None, slice_s: float = 0.05,
-                     warmup_s: float = 0.1) -> dict[str, Any]:
+                     duration: float, warmup: int, *, slice_s: float, warmup_s: float,
+                     tick=None) -> dict[str, Any]:
     """One comparison on ``handles`` (store handles on one collection, query parameters already set;
     ``handles[0]`` serves the serial pass): ``duration`` seconds per path and client count, in slices
-    of ``slice_s`` or longer (see :func:`~vecface.bench.measure.interleaved_throughput`). Raises
+    of ``slice_s`` or longer, after a ``warmup_s`` slice per path (``cfg.overhead_slice_s`` and
+    ``cfg.overhead_warmup_s``; see :func:`~vecface.bench.measure.interleaved_throughput`). Raises
     UnsupportedOperation where the backend has no raw searcher."""
     raws = [h.raw_searcher(k) for h in handles]
     ours = [searcher(h, k) for h in handles]
