@@ -339,3 +339,18 @@ def test_one_ingest_of_several_paths_updates_the_people_once(tmp_path, monkeypat
                          workers=0, log_dir=tmp_path / "logs")
         assert saves == [5]  # the new person of d's faces, placed although the second path failed
         assert all(r.metadata.get("person") for r in store.get(store.ids()))
+
+        # a path that fails after storing a batch of its own: that batch's face gets its person too
+        # (its report never comes back, so the people are updated whenever a path failed)
+        e = tmp_path / "e"
+        build(e, per_person=2, people=["grace"], group_photo=False)
+        saves.clear()
+
+        def stop(report):
+            raise RuntimeError("stopped after the first batch")
+
+        with pytest.raises(RuntimeError, match="first batch"):
+            ingest_paths(store, [e], dlib_embedder, manifest=manifest, progress=False, workers=0,
+                         log_dir=tmp_path / "logs", batch_size=1, on_batch=stop)
+        assert saves == [5]  # the one face stored joined grace
+        assert store.count() == 12 and all(r.metadata.get("person") for r in store.get(store.ids()))

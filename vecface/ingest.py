@@ -258,7 +258,9 @@ def ingest_paths(store: VectorStore, paths: Sequence[str | os.PathLike[str]], em
         for path in paths:
             reports.append(ingest_folder(store, path, embedder, manifest=manifest, people=False, **options))
     except Exception:
-        if people and _changed(pruned, *reports):  # what was stored before the failure still gets its people
+        # what was stored before the failure still gets its people, the failing path's own earlier
+        # batches included (its report never came back, so nothing tells whether it stored any)
+        if people:
             with contextlib.suppress(VecfaceError):
                 update_people(store)
         raise
