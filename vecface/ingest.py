@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -132,6 +132,16 @@ def _reconcile(manifest: Manifest, store: VectorStore, known: dict[str, FileStat
     return known
 
 
+@contextlib.contextmanager
+def _opened(manifest: Manifest | None) -> Iterator[Manifest]:
+    """``manifest``, or the default one, opened for the call and closed after it."""
+    if manifest is not None:
+        yield manifest
+        return
+    with Manifest() as own:
+        yield own
+
+
 def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Embedder, *,
                   tag: str | None = None, batch_size: int = 32, progress: bool = True, workers: int | None = None,
                   manifest: Manifest | None = None, log_dir: str | os.PathLike[str] | None = None,
@@ -161,10 +171,8 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
     n_workers = default_workers() if workers is None else workers
     if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0:
         raise InvalidArgument("workers must be an integer >= 0 (0: in this process)")
-    own_manifest = manifest is None
-    manifest = manifest or Manifest()
     t0 = time.perf_counter()
-    try:
+    with _opened(manifest) as manifest:
         check_embedder(manifest, store, embedder)
         unreadable: list[Skipped] = []
         files = scan_images(root, on_unreadable=lambda d, why: unreadable.append(Skipped(path_text(d), why)))
@@ -219,9 +227,6 @@ def ingest_folder(store: VectorStore, root: str | os.PathLike[str], embedder: Em
         report.seconds = time.perf_counter() - t0
         report.log_path = _write_log(report, log_dir)
         return report
-    finally:
-        if own_manifest:
-            manifest.close()
 
 
 def _changed(*reports: "IngestReport | PruneReport | None") -> bool:
@@ -245,18 +250,17 @@ def ingest_paths(store: VectorStore, paths: Sequence[str | os.PathLike[str]], em
     """:func:`ingest_folder` of each of ``paths`` in turn (``options`` are its keyword arguments),
     after :func:`prune_missing` of them when ``prune``; with ``people``, the collection's people are
     updated once, after them all, for what every path stored or deleted (:func:`update_people`),
-    also when a later path failed after earlier ones stored faces. Returns the reports, one per
+    and also when a path failed (for what it and the paths before it stored). Returns the reports, one per
     path, and the prune's report (None without ``prune``)."""
     paths = list(paths)
-    own_manifest = manifest is None
-    manifest = manifest or Manifest()
     reports: list[IngestReport] = []
     pruned: PruneReport | None = None
     try:
-        if prune:
-            pruned = prune_missing(store, paths, manifest, people=False)
-        for path in paths:
-            reports.append(ingest_folder(store, path, embedder, manifest=manifest, people=False, **options))
+        with _opened(manifest) as manifest:
+            if prune:
+                pruned = prune_missing(store, paths, manifest, people=False)
+            for path in paths:
+                reports.append(ingest_folder(store, path, embedder, manifest=manifest, people=False, **options))
     except Exception:
         # what was stored before the failure still gets its people, the failing path's own earlier
         # batches included (its report never came back, so nothing tells whether it stored any)
@@ -264,9 +268,6 @@ def ingest_paths(store: VectorStore, paths: Sequence[str | os.PathLike[str]], em
             with contextlib.suppress(VecfaceError):
                 update_people(store)
         raise
-    finally:
-        if own_manifest:
-            manifest.close()
     if people and _changed(pruned, *reports):
         update_people(store)
     return reports, pruned
@@ -338,9 +339,7 @@ def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manif
     manifest holds but that are gone from disk, and forget them in the manifest. Files elsewhere, and
     files still on disk (even unreadable ones), are not touched. The manifest is read afresh here.
     With ``people``, the collection's people, if it has any, are recounted without the deleted faces."""
-    own_manifest = manifest is None
-    manifest = manifest or Manifest()
-    try:
+    with _opened(manifest) as manifest:
         texts = [path_text(Path(r).expanduser().absolute()) for r in roots]
         known = manifest.files(store.backend, store.name)
         gone = [p for p in known if _under(p, texts) and not os.path.lexists(text_path(p))]
@@ -355,9 +354,6 @@ def prune_missing(store: VectorStore, roots: list[str | os.PathLike[str]], manif
 
             refresh(store)  # the people's face counts and representatives without the deleted faces
         return report
-    finally:
-        if own_manifest:
-            manifest.close()
 
 
 def log_escape(text: str) -> str:
