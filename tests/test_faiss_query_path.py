@@ -34,6 +34,24 @@ def test_as_query_agrees_with_as_matrix(metric, make):
     assert np.all(np.isfinite(got))
 
 
+def test_a_huge_query_is_normalised_without_a_warning_to_the_caller():
+    """as_query's product overflows float32 for it (numpy warns about that); the careful path answers,
+    and the warning, vecface's own, is not shown. In a fresh interpreter showing every warning once:
+    pytest restores the filters it found after importing the tests, so it would drop vecface's."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from vecface.types import Metric, as_query; "
+            "q = as_query(np.full(16, 1e30, dtype=np.float32), 16, Metric.COSINE); "
+            "print(round(float(q[0, 0]) ** 2 * 16, 4)); "
+            "np.matmul(np.full(4, 1e30, np.float32), np.full(4, 1e30, np.float32))")  # the caller's own: shown
+    run = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1.0"
+    assert run.stderr.count("overflow encountered") == 1
+    assert "vecface" not in run.stderr
+
+
 def test_as_query_never_changes_the_callers_array():
     v = np.full(DIM, 3.0, dtype=np.float32)
     as_query(v, DIM, Metric.COSINE)
@@ -136,8 +154,21 @@ def test_a_hits_metadata_is_what_the_search_saw(store):
 def test_hit_equality_and_repr():
     a = Hit("x", 0.5, 0.5, '{"tag": "a"}')
     b = Hit("x", 0.5, 0.5, {"tag": "a"})
-    assert a == b and a.metadata == {"tag": "a"} and "tag" in repr(a)
+    assert a == b and not a != b and a.metadata == {"tag": "a"} and "tag" in repr(a)
     assert Hit("x", 0.5, 0.5) != b and Hit("x", 0.5, 0.5).metadata == {}
+    assert Hit(id="x", distance=0.25, similarity=0.75).distance == 0.25
+
+
+def test_hits_are_neither_ordered_nor_hashable_and_keep_a_callers_metadata():
+    a, b = Hit("a", 0.1, 0.9, {"tag": "x"}), Hit("b", 0.2, 0.8, '{"tag": "y"}')
+    with pytest.raises(TypeError):
+        sorted([b, a])  # a tuple underneath, but not ordered as one (by id)
+    with pytest.raises(TypeError):
+        hash(a)
+    b.metadata["seen"] = 1
+    assert b.metadata == {"tag": "y", "seen": 1}
+    b.metadata = {"tag": "z"}
+    assert b.metadata == {"tag": "z"} and b != Hit("b", 0.2, 0.8, '{"tag": "y"}')
 
 
 def test_hits_read_their_own_columns_after_a_rebuild(store):
