@@ -162,7 +162,7 @@ def test_hit_equality_and_repr():
 def test_hits_are_neither_ordered_nor_hashable_and_keep_a_callers_metadata():
     a, b = Hit("a", 0.1, 0.9, {"tag": "x"}), Hit("b", 0.2, 0.8, '{"tag": "y"}')
     with pytest.raises(TypeError):
-        sorted([b, a])  # a tuple underneath, but not ordered as one (by id)
+        sorted([b, a])
     with pytest.raises(TypeError):
         hash(a)
     b.metadata["seen"] = 1

@@ -9,7 +9,6 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
@@ -197,46 +196,33 @@ class Record:
         return self.metadata.get("bbox")
 
 
-class Hit(tuple):
-    """One search result: ``id``, ``distance`` (smaller is closer, see :class:`Metric`),
-    ``similarity`` and ``metadata``, read by name. ``Hit(id, distance, similarity, metadata)``.
+class Hit:
+    """One search result. ``distance``: smaller is closer (see :class:`Metric`).
 
-    A tuple underneath, because a search makes k of them per query: a tuple subclass can be made from
-    C (``tuple.__new__`` mapped over zipped columns) without a Python call per hit, which counts when
-    many threads search at once. Its items are internal: (id, distance, similarity, source), where
-    the source is the metadata dict, the record's JSON text as a backend keeps it (Weaviate), or the
-    backend's own reference to it (FAISS: a slot in its columns). The metadata is decoded the first
-    time it is read and kept on the hit (a caller's change to it stays there), so a caller that only
-    wants ids and distances never pays for it. Hits compare equal by their fields and metadata, are
-    not ordered and not hashable; a hit pickles and copies as a plain ``Hit``."""
+    A plain ``__slots__`` object (a search makes k of them per query). ``metadata`` may be handed
+    over as the record's JSON text by a backend that keeps it encoded (Weaviate; FAISS's hits read
+    theirs from its columns by slot): it is then decoded the first time it is read, so a caller
+    that only wants ids and distances never pays for it."""
 
-    __hash__ = None  # type: ignore[assignment]  # its metadata is a mutable dict
+    __slots__ = ("id", "distance", "similarity", "_meta")
 
-    def __new__(cls, id: str, distance: float, similarity: float | None,
-                metadata: dict[str, Any] | str | None = None) -> Hit:
-        return tuple.__new__(cls, (id, distance, similarity, metadata))
-
-    id = property(itemgetter(0), doc="the record's id")
-    distance = property(itemgetter(1), doc="the distance to the query (smaller is closer)")
-    similarity = property(itemgetter(2), doc="the metric's similarity (None for L2)")
+    def __init__(self, id: str, distance: float, similarity: float | None,
+                 metadata: dict[str, Any] | str | None = None):
+        self.id = id
+        self.distance = distance
+        self.similarity = similarity
+        self._meta = {} if metadata is None else metadata
 
     @property
     def metadata(self) -> dict[str, Any]:
-        try:
-            return self._meta
-        except AttributeError:
-            meta = self._meta = self._decode(self[3])
-            return meta
+        meta = self._meta
+        if meta.__class__ is str:
+            meta = self._meta = json.loads(meta)
+        return meta
 
     @metadata.setter
     def metadata(self, value: dict[str, Any]) -> None:
         self._meta = value
-
-    def _decode(self, source: Any) -> dict[str, Any]:
-        """The metadata from the hit's source (a subclass with another kind of source overrides it)."""
-        if source is None:
-            return {}
-        return json.loads(source) if source.__class__ is str else source
 
     @property
     def path(self) -> str | None:
@@ -256,18 +242,7 @@ class Hit(tuple):
         return (self.id, self.distance, self.similarity, self.metadata) == \
             (other.id, other.distance, other.similarity, other.metadata)
 
-    def __ne__(self, other: object) -> bool:
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
-
-    def _unordered(self, other: object) -> Any:
-        return NotImplemented  # not the tuple's order (by id): hits have none
-
-    __lt__ = __le__ = __gt__ = __ge__ = _unordered
-
-    def __reduce__(self) -> tuple:
-        # pickled and copied as a plain Hit carrying its own metadata (never a backend's reference)
-        return Hit, (self.id, self.distance, self.similarity, self.metadata)
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
 
     def __repr__(self) -> str:
         return (f"Hit(id={self.id!r}, distance={self.distance!r}, similarity={self.similarity!r}, "
