@@ -295,7 +295,7 @@ def as_query(vector: Any, dim: int, metric: Metric, what: str = "query vector") 
     ``np.dot`` release it around their loop, and a thread that releases the GIL while others wait for
     it may have to wait its turn to get it back, so with 8 threads searching on 2 cores each release
     cost more than the whole product (QPS over the raw FAISS call at C = 8: 0.90 with vdot, 0.92 with
-    vecdot, median of 8 interleaved runs)."""
+    vecdot; the median of eight rounds in one process, the two taking turns: docs/faiss.md)."""
     if vector.__class__ is np.ndarray and vector.ndim == 1 and vector.shape[0] == dim \
             and vector.dtype is _F32 and vector.strides[0] == 4:
         sq = float(_vecdot(vector, vector))
