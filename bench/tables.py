@@ -161,6 +161,11 @@ def _x(r: Any) -> str:
     return f"{r:.2f}x" if isinstance(r, (int, float)) and math.isfinite(r) else "–"
 
 
+def _x_span(ratios: Any) -> str:
+    """The lowest and highest of some ratios as "a – b" ("–" for none)."""
+    return f"{_x(min(ratios))} – {_x(max(ratios))}" if ratios else "–"
+
+
 def _ratios(o: dict[str, Any]) -> dict[str, Any]:
     return o.get("ratios") or metrics.overhead_ratios(o)
 
@@ -181,7 +186,7 @@ def overhead_rows(results) -> list[list[str]]:
                      _x(ratios["p90"]),
                      f"{num(first['vecface']['qps'])} / {num(first['raw']['qps'])} (C={first['clients']})" if first else "–",
                      _x(ratios["qps"][0]["ratio"]) if first else "–",
-                     f"{_x(min(qps))} – {_x(max(qps))}" if qps else "–"])
+                     _x_span(qps)])
     return rows
 
 
@@ -199,9 +204,8 @@ def overhead_qps_rows(results) -> list[list[str]]:
         ratio = {r["clients"]: r for r in _ratios(o)["qps"]}
         for t in o.get("throughput") or []:
             r = ratio.get(t["clients"]) or {}
-            spread = r.get("spread")
             rows.append([label, str(t["clients"]), num(t["vecface"]["qps"]), num(t["raw"]["qps"]),
-                         _x(r.get("ratio")), f"{_x(spread[0])} – {_x(spread[1])}" if spread else "–"])
+                         _x(r.get("ratio")), _x_span(r.get("spread"))])
     return rows
 
 
